@@ -1,0 +1,189 @@
+"""Settings for hermes_site, read from the environment (12-factor).
+
+Environment:
+    DATABASE_URL          database to use; default: SQLite file ``db.sqlite3`` beside manage.py
+    DJANGO_SECRET_KEY     required unless DJANGO_DEBUG is on
+    DJANGO_DEBUG          "1"/"true"/"yes"/"on" to enable debug mode (default: off)
+    DJANGO_ALLOWED_HOSTS  comma-separated host names (default: localhost names in debug only)
+    HERMES_MAX_CONTENT_CHARS   largest message content accepted by the save path
+    HERMES_TRACK_ABANDONED_AGENTS          count agents that end without a message (default on)
+    HERMES_ABANDONED_TALLY_RETENTION_DAYS  days of that tally kept by prune_empty_sessions (400)
+    HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    value = value.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}.")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+DEBUG = env_bool("DJANGO_DEBUG")
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it to a long random string in production "
+            "(python -c 'import secrets; print(secrets.token_urlsafe(50))'), "
+            "or set DJANGO_DEBUG=1 for local development."
+        )
+    # Debug only: a per-process key is fine, sessions just do not survive restarts.
+    SECRET_KEY = "django-insecure-" + os.urandom(32).hex()
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_extensions",
+    "agents_app",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "hermes_site.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "hermes_site.wsgi.application"
+ASGI_APPLICATION = "hermes_site.asgi.application"
+
+
+def database_config(url: str) -> dict:
+    """Parse DATABASE_URL and add the per-backend options the save path relies on."""
+    try:
+        config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")))
+    except Exception as exc:  # dj_database_url raises plain ValueError/KeyError on bad URLs
+        raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
+    engine = config["ENGINE"]
+    options = config.setdefault("OPTIONS", {})
+    if engine == "django.db.backends.sqlite3":
+        # WAL lets readers (the admin) work while an agent writes. IMMEDIATE transactions take
+        # the write lock at BEGIN, so a second writer waits for the busy timeout instead of
+        # failing at once with "database is locked" when a deferred transaction upgrades.
+        # synchronous=NORMAL in WAL mode never corrupts the database; a power cut (not a process
+        # crash) may lose the last few committed transactions. Set HERMES_SQLITE_SYNCHRONOUS=FULL
+        # for full durability at some cost in write speed.
+        synchronous = os.environ.get("HERMES_SQLITE_SYNCHRONOUS", "NORMAL").upper()
+        if synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            raise ImproperlyConfigured("HERMES_SQLITE_SYNCHRONOUS must be OFF, NORMAL, FULL or EXTRA.")
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault("timeout", 20)
+        options.setdefault(
+            "init_command",
+            f"PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA foreign_keys=ON;",
+        )
+        # A file-based test database, so that concurrency tests can open it from other processes.
+        config["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    elif engine == "django.db.backends.mysql":
+        # utf8mb4 for emoji in conversations; strict mode so bad data errors instead of being
+        # truncated. Django's default READ COMMITTED isolation is kept: get_or_create's retry
+        # after an IntegrityError needs to see the row the other writer committed.
+        options.setdefault("charset", "utf8mb4")
+        options.setdefault("init_command", "SET sql_mode='STRICT_TRANS_TABLES'")
+        options.setdefault("isolation_level", "read committed")
+        config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    return config
+
+
+DATABASES = {
+    "default": database_config(os.environ.get("DATABASE_URL") or f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Largest message content (in characters) the save path accepts; larger content is refused
+# with a ValidationError rather than truncated, so nothing is silently lost.
+HERMES_MAX_CONTENT_CHARS = int(os.environ.get("HERMES_MAX_CONTENT_CHARS", str(4 * 1024 * 1024)))
+
+# Count agents that end without ever saving a message (one upsert per such agent into a
+# per-day tally), so the "fails before speaking" signal survives lazy session creation.
+HERMES_TRACK_ABANDONED_AGENTS = env_bool("HERMES_TRACK_ABANDONED_AGENTS", True)
+# How many days of that tally prune_empty_sessions keeps.
+HERMES_ABANDONED_TALLY_RETENTION_DAYS = int(os.environ.get("HERMES_ABANDONED_TALLY_RETENTION_DAYS", "400"))
+
+# Production hardening, active when DEBUG is off. The app is meant to run behind a TLS proxy
+# that sets X-Forwarded-Proto; see the README's deployment section.
+if not DEBUG:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+    if not SECURE_HSTS_PRELOAD:
+        # Preloading is a commitment for the whole registrable domain (often an operator's
+        # internal one), so it is opt-in; W021 only says it is not on.
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+}

@@ -1,0 +1,18 @@
+"""Settings for the test suite: the real settings, with a throwaway secret and a fast hasher."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "x" * 40)
+
+from hermes_site.settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# HERMES_TEST_DB_SUFFIX lets several test runs share one machine without sharing a test database.
+_suffix = os.environ.get("HERMES_TEST_DB_SUFFIX", "")
+if _suffix:
+    _default = DATABASES["default"]  # noqa: F405
+    if _default["ENGINE"].endswith("sqlite3"):
+        _default["TEST"]["NAME"] = str(BASE_DIR / f".test-db{_suffix}.sqlite3")  # noqa: F405
+    else:
+        _default.setdefault("TEST", {})["NAME"] = f"test_{_default['NAME']}{_suffix}"

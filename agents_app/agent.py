@@ -1,0 +1,180 @@
+"""The ``Agent`` runtime facade: what an agent platform holds while a conversation runs.
+
+Constructing an agent touches no database. Messages are buffered and written by ``flush()``
+through ``sessions_app.services.append_messages``, which creates the session row together with
+the first batch, so an agent that never speaks leaves nothing behind.
+"""
+
+import datetime as dt
+import logging
+import secrets
+
+from django.db import DEFAULT_DB_ALIAS
+from django.utils import timezone
+
+from agents_app import services as agent_services
+from sessions_app import services
+
+logger = logging.getLogger(__name__)
+
+
+def new_session_id(now: dt.datetime | None = None) -> str:
+    """A readable, practically unique session id: ``YYYYMMDD_HHMMSS_<16 hex digits>``.
+
+    hermes-agent's shape, but with 64 random bits instead of 24: at thousands of agents a second,
+    24 bits collide often enough to merge two conversations into one session.
+    """
+    now = now or timezone.now()
+    return f"{now:%Y%m%d_%H%M%S}_{secrets.token_hex(8)}"
+
+
+class Agent:
+    """One conversation worker's view of its session.
+
+    ``add_message`` buffers; ``flush`` writes the buffer in one transaction and creates the
+    session on the first write; ``end`` flushes and marks the session ended (writing nothing for
+    an agent that never spoke); ``compress`` continues the conversation on a child session. As a
+    context manager it ends the agent on exit: reason ``completed``, or ``error`` when the block
+    raised (after saving what was buffered).
+
+    Retry semantics: if a flush fails (database down, validation error), the buffered messages
+    stay in the agent and the next ``flush`` retries them; a failed flush writes nothing, so a
+    successful retry writes each message exactly once. A lost connection raises Django's
+    ``OperationalError``/``InterfaceError`` at once (it is not retried automatically) and the broken
+    connection is dropped, so the next ``flush`` connects again. One case is ambiguous: a
+    connection lost during the COMMIT itself, which the server may have completed. Not
+    thread-safe: one agent per thread.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        source: str = "cli",
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        parent_session_id: str | None = None,
+        system_prompt: str | None = None,
+        using: str = DEFAULT_DB_ALIAS,
+    ):
+        self.model = model
+        self.source = source
+        self.user_id = user_id
+        # Only None means "a new conversation": an empty id is a caller's bug (a missing config
+        # value, say) and must fail at flush, not silently start a new session.
+        self.session_id = new_session_id() if session_id is None else session_id
+        self.parent_session_id = parent_session_id
+        self.system_prompt = system_prompt
+        self.using = using
+        self.started_at = timezone.now()
+        self.saved_count = 0
+        self.ended = False
+        self._pending: list[dict] = []
+        self._usage: dict[str, int] = {}
+
+    def __repr__(self):
+        return f"<Agent {self.session_id} model={self.model!r} pending={len(self._pending)} saved={self.saved_count}>"
+
+    @property
+    def pending_count(self) -> int:
+        """Messages buffered and not yet saved."""
+        return len(self._pending)
+
+    def add_message(self, role: str, content: str | None = None, **fields) -> None:
+        """Buffer a message (no query). ``fields``: tool_calls, tool_call_id, tool_name,
+        timestamp (default: now), token_count, finish_reason, reasoning, extra. Validated at flush."""
+        fields.setdefault("timestamp", timezone.now())
+        self._pending.append({"role": role, "content": content, **fields})
+
+    def add_usage(self, **counters: int) -> None:
+        """Buffer token usage (input_tokens, output_tokens, ...), saved with the next flush."""
+        for name, value in counters.items():
+            self._usage[name] = self._usage.get(name, 0) + value
+
+    def switch_model(self, model: str) -> None:
+        """Use another model from now on; the session keeps the model of its first message."""
+        self.model = model
+
+    def flush(self) -> int:
+        """Save the buffered messages; returns how many were written (0, with no query, if none)."""
+        if not self._pending:
+            return 0
+        batch = list(self._pending)
+        services.append_messages(
+            self.session_id,
+            batch,
+            model=self.model,
+            source=self.source,
+            user_id=self.user_id,
+            parent_session_id=self.parent_session_id,
+            system_prompt=self.system_prompt,
+            started_at=self.started_at,
+            usage=self._usage,
+            using=self.using,
+        )
+        # Only now, after the commit: a failed flush keeps everything for the retry.
+        del self._pending[: len(batch)]
+        self._usage = {}
+        self.saved_count += len(batch)
+        return len(batch)
+
+    def end(self, reason: str = "completed") -> None:
+        """Flush, then set ``ended_at``/``end_reason`` of this agent's session.
+
+        An agent that never saved a message creates no session; it is only counted in the
+        abandoned-agent tally (one upsert; ``HERMES_TRACK_ABANDONED_AGENTS = False`` turns that
+        off). Agents that are dropped without ``end()`` (or the context manager) are not counted.
+        """
+        self.flush()
+        if self.ended:
+            return  # ending twice must not count an abandoned agent twice
+        if self.saved_count:
+            services.end_session(self.session_id, reason, using=self.using)
+        elif agent_services.abandoned_tracking_enabled():
+            agent_services.record_abandoned_agent(self.model, self.source, reason, using=self.using)
+        self.ended = True
+
+    def compress(self, summary: str) -> "Agent":
+        """Continue on a child session: this session is flushed and ended with reason
+        ``compression``; the returned agent's session is created at once with ``summary``."""
+        child = Agent(
+            self.model,
+            self.source,
+            user_id=self.user_id,
+            system_prompt=self.system_prompt,
+            using=self.using,
+        )
+        session = services.compress_session(
+            self.session_id,
+            child_session_id=child.session_id,
+            summary=summary,
+            model=self.model,
+            source=self.source,
+            pending_messages=self._pending,
+            user_id=self.user_id,
+            parent_session_id=self.parent_session_id,
+            system_prompt=self.system_prompt,
+            started_at=self.started_at,
+            usage=self._usage,
+            using=self.using,
+        )
+        self.saved_count += len(self._pending)
+        self._pending = []
+        self._usage = {}
+        self.ended = True
+        child.parent_session_id = session.parent_session_id
+        child.saved_count = 1
+        return child
+
+    def __enter__(self) -> "Agent":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.end("completed")
+            return
+        try:
+            self.end("error")
+        except Exception:
+            # Keep the original exception; the unsaved messages stay buffered for a retry.
+            logger.exception("could not save agent %s while handling %s", self.session_id, exc_type.__name__)

@@ -1,0 +1,134 @@
+from django.db import models
+from django.utils import timezone
+
+from agents_app.fields import KeyField
+from agents_app.models import LanguageModel
+from sessions_app.querysets import SessionQuerySet
+
+SESSION_ID_MAX_LENGTH = 128
+
+
+class Role(models.TextChoices):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+    TOOL = "tool"
+
+
+class Session(models.Model):
+    """One agent conversation, mirroring a row of hermes-agent's ``sessions`` table.
+
+    ``model`` is the model of the first message (hermes-agent's rule); each message also records
+    its own model, so a switch mid-session stays visible. The counters are kept exact by the
+    save path in the same transaction as the messages; the truth is always the message rows.
+    """
+
+    id = KeyField(
+        primary_key=True, max_length=SESSION_ID_MAX_LENGTH, help_text="Session id, e.g. 20260614_021504_2686b5."
+    )
+    model = models.ForeignKey(
+        LanguageModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="sessions",
+        db_index=False,  # covered by the (model, started_at) index
+        help_text="Language model at the first message.",
+    )
+    model_config = models.JSONField(null=True, blank=True, help_text="Model parameters as the agent reported them.")
+    source = models.CharField(
+        max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ..."
+    )
+    user_id = models.CharField(max_length=255, null=True, blank=True)
+    system_prompt = models.TextField(null=True, blank=True)
+    parent_session = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="children",
+        help_text="The session this one continues after context compression.",
+    )
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(max_length=64, null=True, blank=True)
+
+    message_count = models.PositiveIntegerField(default=0)
+    tool_call_count = models.PositiveIntegerField(default=0)
+    api_call_count = models.PositiveIntegerField(default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+
+    billing_provider = models.CharField(max_length=100, null=True, blank=True)
+    billing_base_url = models.CharField(max_length=500, null=True, blank=True)
+    billing_mode = models.CharField(max_length=64, null=True, blank=True)
+    estimated_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+    actual_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
+
+    title = models.CharField(max_length=500, null=True, blank=True)
+    cwd = models.TextField(null=True, blank=True, help_text="Working directory of the agent (newer hermes releases).")
+    extra = models.JSONField(
+        null=True, blank=True, help_text="Columns of an imported hermes row that have no field of their own."
+    )
+
+    objects = SessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            # Per-model report (optionally limited in time) and the admin's model filter. ``id``
+            # makes it covering: the report (group by model, EXISTS on messages by session id)
+            # is answered from this index and the message index, without reading session rows.
+            models.Index(fields=["model", "started_at", "id"], name="session_model_started_id"),
+            models.Index(fields=["source", "started_at"], name="session_source_started"),
+            # Default admin ordering, daily/weekly trend, prune by age.
+            models.Index(fields=["started_at"], name="session_started"),
+        ]
+
+    def __str__(self):
+        return self.id
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+class Message(models.Model):
+    """One message of a session, mirroring a row of hermes-agent's ``messages`` table."""
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="messages", db_index=False)
+    role = models.CharField(max_length=16, choices=Role.choices)
+    content = models.TextField(null=True, blank=True)
+    tool_call_id = models.CharField(max_length=255, null=True, blank=True)
+    tool_calls = models.JSONField(null=True, blank=True)
+    tool_name = models.CharField(max_length=255, null=True, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+    token_count = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=64, null=True, blank=True)
+    reasoning = models.TextField(null=True, blank=True)
+    model = models.ForeignKey(
+        LanguageModel,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+        # No index: it would slow every message insert, and nothing hot filters messages by model.
+        db_index=False,
+        help_text="Model the caller was using when this message was saved.",
+    )
+    extra = models.JSONField(
+        null=True, blank=True, help_text="Provider-specific fields (e.g. reasoning details) kept as given."
+    )
+
+    class Meta:
+        ordering = ["timestamp", "id"]
+        indexes = [
+            # Messages of a session in order, and the EXISTS probe that decides "empty".
+            models.Index(fields=["session", "timestamp", "id"], name="message_session_time"),
+        ]
+
+    def __str__(self):
+        return f"{self.role} message {self.pk} of {self.session_id}"

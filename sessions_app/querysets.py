@@ -1,0 +1,36 @@
+from django.db import models
+from django.db.models import Exists, OuterRef
+
+
+class SessionQuerySet(models.QuerySet):
+    """Named, chainable filters over sessions.
+
+    "Empty" is decided by the message rows themselves (an EXISTS on the indexed
+    ``message(session_id, ...)``), never by the stored ``message_count`` counter, so rows
+    written by other code paths are always counted right.
+    """
+
+    def with_has_messages(self):
+        from sessions_app.models import Message
+
+        return self.annotate(has_messages=Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+
+    def empty(self):
+        """Sessions without any message row."""
+        from sessions_app.models import Message
+
+        return self.filter(~Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+
+    def non_empty(self):
+        """Sessions with at least one message row."""
+        from sessions_app.models import Message
+
+        return self.filter(Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+
+    def open(self):
+        """Sessions that have not ended."""
+        return self.filter(ended_at__isnull=True)
+
+    def with_children(self):
+        """Sessions that are the parent of at least one other session."""
+        return self.filter(Exists(self.model.objects.filter(parent_session_id=OuterRef("pk"))))

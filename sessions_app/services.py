@@ -1,0 +1,250 @@
+"""Services that write sessions and messages. Each runs in one transaction.
+
+The invariant they keep: no session row is created without at least one message in the same
+transaction. ``append_messages`` creates the session lazily with ``get_or_create`` on the first
+batch; ``compress_session`` creates a compression child directly with its summary message.
+
+Retry semantics: every function here either commits all of its writes or none. When the
+database reports a transient conflict (a deadlock, a serialization failure, SQLite's "database
+is locked") and the call is not nested in the caller's own transaction, the whole transaction is
+retried a few times with backoff. Any other error propagates with nothing written, so the caller
+can retry the same batch later and it will be written exactly once.
+"""
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TypeVar
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, InterfaceError, OperationalError, connections, transaction
+from django.utils import timezone
+
+from agents_app.models import LanguageModel, provider_for
+from sessions_app import fastwrite, validation
+from sessions_app.models import Session
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RETRY_ATTEMPTS = 5
+_MYSQL_TRANSIENT = {1205, 1213}  # lock wait timeout, deadlock
+_PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected
+
+
+def is_transient(exc: OperationalError) -> bool:
+    """Whether the database asks us to retry the transaction."""
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(getattr(cause, "diag", None), "sqlstate", None)
+    if sqlstate in _PG_TRANSIENT:
+        return True
+    if exc.args and exc.args[0] in _MYSQL_TRANSIENT:
+        return True
+    message = str(exc).lower()
+    return "database is locked" in message or "deadlock" in message
+
+
+def run_with_retry(func: Callable[[], T], *, using: str = DEFAULT_DB_ALIAS) -> T:
+    """Run ``func`` (one atomic unit); retry it on transient conflicts unless inside an outer transaction.
+
+    A lost connection (server restart, ``wait_timeout``, a killed backend) is not retried: had
+    the COMMIT itself been lost, the write may have happened, and only the caller can decide to
+    try again. The broken connection is dropped, though, so that the caller's next call connects
+    afresh instead of failing with "server has gone away" forever (Django reconnects only
+    between requests, and agents run outside requests).
+    """
+    connection = connections[using]
+    if connection.in_atomic_block:
+        return func()  # the caller's transaction is broken too; only the caller can retry it
+    for attempt in range(1, RETRY_ATTEMPTS + 1):
+        try:
+            return func()
+        except (OperationalError, InterfaceError) as exc:
+            transient = isinstance(exc, OperationalError) and is_transient(exc)
+            if attempt == RETRY_ATTEMPTS or not transient:
+                connection.close_if_unusable_or_obsolete()
+                raise
+            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
+            logger.warning("transient database conflict (%s); retry %d in %.2fs", exc, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def language_model(name: str, *, using: str = DEFAULT_DB_ALIAS) -> LanguageModel:
+    """The registry row for a model name, created the first time it is seen."""
+    model, _ = LanguageModel.objects.using(using).get_or_create(name=name, defaults={"provider": provider_for(name)})
+    return model
+
+
+# Model name -> primary key, per database alias. Filled only after the transaction that read or
+# created the row has committed (so a rolled-back creation is never cached), and emptied when a
+# model row is deleted in this process or a write fails on a foreign key.
+_model_ids: dict[tuple[str, str], int] = {}
+
+
+def language_model_id(name: str, *, using: str = DEFAULT_DB_ALIAS) -> int:
+    key = (using, name)
+    if (model_id := _model_ids.get(key)) is None:
+        model_id = language_model(name, using=using).pk
+        transaction.on_commit(lambda: _model_ids.__setitem__(key, model_id), using=using)
+    return model_id
+
+
+def forget_language_models() -> None:
+    _model_ids.clear()
+
+
+def append_messages(
+    session_id: str,
+    messages: Sequence[Mapping],
+    *,
+    model: str,
+    source: str,
+    user_id: str | None = None,
+    parent_session_id: str | None = None,
+    system_prompt: str | None = None,
+    started_at: dt.datetime | None = None,
+    usage: Mapping[str, int] | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> tuple[Session, bool]:
+    """Save a batch of messages, creating the session on the first batch; returns ``(session, created)``.
+
+    Everything is validated before anything is written (``ValidationError``). Then, in one
+    transaction: the model registry row, the session row (``get_or_create``; two writers racing
+    on a new id end with one row), the messages, and exact counter updates. The session fields
+    (``model``, ``source``, ``user_id``, ``parent_session_id``, ``system_prompt``,
+    ``started_at``) are used only when this call creates the session; every message records
+    ``model``. ``usage`` adds to the token counters (``input_tokens``, ``output_tokens``, ...).
+    """
+    session_id = validation.check_session_id(session_id)
+    model = validation.check_identifier(model, "model", max_length=255)
+    source = validation.check_identifier(source, "source", max_length=64)
+    user_id = validation.check_identifier(user_id, "user_id", max_length=255, required=False)
+    if parent_session_id is not None:
+        parent_session_id = validation.check_session_id(parent_session_id, "parent_session_id")
+        if parent_session_id == session_id:
+            raise ValidationError({"parent_session_id": "a session cannot be its own parent."})
+    system_prompt = validation.check_text(system_prompt, "system_prompt")
+    if started_at is not None:
+        started_at = validation.check_timestamp(started_at, "started_at")
+    batch = validation.check_batch(messages, usage=usage)
+    increments = {"message_count": len(batch.messages), "tool_call_count": batch.tool_calls, **batch.usage}
+
+    def write() -> tuple[Session, bool]:
+        with transaction.atomic(using=using):
+            model_id = language_model_id(model, using=using)
+            # Appending to an existing session (the common case) is one UPDATE that also takes
+            # the row lock, so concurrent writers to one session queue here and the lock order
+            # (session, then messages) is the same for everyone: no deadlock on MariaDB.
+            session = fastwrite.add_to_counters(using, session_id, increments)
+            created = False
+            if session is None:
+                if parent_session_id and not Session.objects.using(using).filter(pk=parent_session_id).exists():
+                    raise ValidationError(
+                        {"parent_session_id": f"session {parent_session_id!r} does not exist."}, code="invalid"
+                    )
+                defaults = {
+                    "model_id": model_id,
+                    "source": source,
+                    "user_id": user_id,
+                    "system_prompt": system_prompt,
+                    "parent_session_id": parent_session_id,
+                    "started_at": started_at or batch.messages[0]["timestamp"],
+                    **increments,
+                }
+                # get_or_create handles the race with another writer creating the same id: the
+                # loser's INSERT fails inside a savepoint and it reads (and locks) the winner's row.
+                sessions = Session.objects.using(using).select_for_update()
+                session, created = sessions.get_or_create(pk=session_id, defaults=defaults)
+                if not created:
+                    session = fastwrite.add_to_counters(using, session_id, increments)
+            fastwrite.insert_messages(using, session_id, model_id, batch.messages)
+        return session, created
+
+    try:
+        return run_with_retry(write, using=using)
+    except IntegrityError:
+        if not _model_ids or connections[using].in_atomic_block:
+            raise
+        # A cached model id may point to a row deleted by another process: forget and retry once.
+        forget_language_models()
+        return run_with_retry(write, using=using)
+
+
+def end_session(
+    session_id: str, reason: str = "completed", *, ended_at: dt.datetime | None = None, using: str = DEFAULT_DB_ALIAS
+) -> bool:
+    """Mark a session ended; returns False (and writes nothing) when the session does not exist."""
+    session_id = validation.check_session_id(session_id)
+    reason = validation.check_identifier(reason, "reason", max_length=64)
+    ended_at = validation.check_timestamp(ended_at, "ended_at") if ended_at is not None else timezone.now()
+
+    def write() -> bool:
+        return bool(Session.objects.using(using).filter(pk=session_id).update(ended_at=ended_at, end_reason=reason))
+
+    return run_with_retry(write, using=using)
+
+
+def compress_session(
+    session_id: str,
+    *,
+    child_session_id: str,
+    summary: str,
+    model: str,
+    source: str,
+    pending_messages: Sequence[Mapping] = (),
+    user_id: str | None = None,
+    parent_session_id: str | None = None,
+    system_prompt: str | None = None,
+    started_at: dt.datetime | None = None,
+    summary_role: str = "user",
+    usage: Mapping[str, int] | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> Session:
+    """Split a conversation: flush ``pending_messages`` to ``session_id``, end it with reason
+    ``compression``, and create ``child_session_id`` directly, linked to it, carrying the summary.
+
+    All in one transaction. If ``session_id`` has no row (nothing was ever saved), the child links
+    to ``parent_session_id`` instead (the grandparent of a chain, or nothing).
+    """
+    child_session_id = validation.check_session_id(child_session_id, "child_session_id")
+    summary_messages = [{"role": summary_role, "content": summary}]
+    validation.check_batch(summary_messages)
+    if not isinstance(summary, str) or not summary.strip():
+        raise ValidationError({"summary": "a compression summary must be non-empty text."}, code="required")
+
+    def write() -> Session:
+        with transaction.atomic(using=using):
+            if pending_messages:
+                append_messages(
+                    session_id,
+                    pending_messages,
+                    model=model,
+                    source=source,
+                    user_id=user_id,
+                    parent_session_id=parent_session_id,
+                    system_prompt=system_prompt,
+                    started_at=started_at,
+                    usage=usage,
+                    using=using,
+                )
+            parent_exists = end_session(session_id, "compression", using=using)
+            child, created = append_messages(
+                child_session_id,
+                summary_messages,
+                model=model,
+                source=source,
+                user_id=user_id,
+                parent_session_id=session_id if parent_exists else parent_session_id,
+                system_prompt=system_prompt,
+                using=using,
+            )
+            if not created:
+                raise ValidationError(
+                    {"child_session_id": f"session {child_session_id!r} already exists."}, code="unique"
+                )
+            return child
+
+    return run_with_retry(write, using=using)

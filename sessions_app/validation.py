@@ -1,0 +1,292 @@
+"""Validation of what the save path is asked to write, before anything is written.
+
+Every check raises ``django.core.exceptions.ValidationError``. Text refused on every backend
+alike: NUL characters (PostgreSQL cannot store them in text or jsonb, so we refuse them
+everywhere rather than store different data per backend) and lone UTF-16 surrogates (not valid
+UTF-8). Nothing is stripped or truncated silently.
+"""
+
+import datetime as dt
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from sessions_app.models import SESSION_ID_MAX_LENGTH, Role
+
+ROLES = frozenset(Role.values)
+MESSAGE_FIELDS = frozenset(
+    {
+        "role",
+        "content",
+        "tool_call_id",
+        "tool_calls",
+        "tool_name",
+        "timestamp",
+        "token_count",
+        "finish_reason",
+        "reasoning",
+        "extra",
+    }
+)
+USAGE_FIELDS = frozenset(
+    {"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "api_call_count"}
+)
+_SHORT_TEXT_LIMITS = {"tool_call_id": 255, "tool_name": 255, "finish_reason": 64}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# How far ahead of this machine's clock a timestamp may be (clock skew between hosts).
+MAX_CLOCK_SKEW = dt.timedelta(days=1)
+MAX_TOKEN_COUNT = 2**31 - 1
+MAX_COUNTER_INCREMENT = 2**62
+# Largest message as stored (UTF-8 text plus serialised JSON). MariaDB refuses any statement over
+# max_allowed_packet (16 MiB by default) with an OperationalError that a retry cannot cure, while
+# PostgreSQL and SQLite would store it; so a bigger message is refused on every backend alike.
+MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+
+
+@dataclass
+class Batch:
+    """A validated batch: message field dicts ready for ``Message(**fields)`` and counter increments."""
+
+    messages: list[dict]
+    tool_calls: int = 0
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text on every backend, or None."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL cannot store; remove or escape it"
+    if not value.isascii() and _SURROGATE.search(value):
+        return "contains a lone UTF-16 surrogate, which is not valid UTF-8"
+    return None
+
+
+def check_identifier(value, name: str, *, max_length: int, required: bool = True) -> str | None:
+    """A short identifier (session id, model name, source): a non-empty string without control characters."""
+    if value is None and not required:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and name == "user_id":
+        value = str(value)  # chat platforms use numeric user ids
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string, got {type(value).__name__}."}, code="invalid")
+    if not value:
+        raise ValidationError({name: "must not be empty."}, code="required")
+    if len(value) > max_length:
+        raise ValidationError({name: f"is {len(value)} characters long; the limit is {max_length}."}, code="max_length")
+    if _CONTROL.search(value):
+        raise ValidationError({name: "must not contain control characters."}, code="invalid")
+    if problem := text_problem(value):
+        raise ValidationError({name: problem}, code="invalid")
+    return value
+
+
+def check_session_id(value, name: str = "session_id") -> str:
+    return check_identifier(value, name, max_length=SESSION_ID_MAX_LENGTH)
+
+
+def check_text(value, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string or None, got {type(value).__name__}."}, code="invalid")
+    limit = settings.HERMES_MAX_CONTENT_CHARS
+    if len(value) > limit:
+        raise ValidationError(
+            {name: f"is {len(value):,} characters long; the limit is {limit:,} (setting HERMES_MAX_CONTENT_CHARS)."},
+            code="max_length",
+        )
+    if problem := text_problem(value):
+        raise ValidationError({name: problem}, code="invalid")
+    return value
+
+
+def _check_json(value, path: str) -> int:
+    """Check ``value``; returns an upper bound of its size as JSON text, in bytes (12 a character:
+    an escaped astral character), cheap enough to compute on every message."""
+    if value is None or isinstance(value, bool):
+        return 5
+    if isinstance(value, int):
+        return value.bit_length() // 3 + 2
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{path} is {value}, which JSON cannot represent.")
+        return 24
+    if isinstance(value, str):
+        if problem := text_problem(value):
+            raise ValidationError(f"{path} {problem}.")
+        return 12 * len(value) + 2
+    if isinstance(value, Mapping):
+        size = 2
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ValidationError(f"{path} has a non-string key {key!r}.")
+            size += 12 * len(key) + 4 + _check_json(item, f"{path}.{key}")
+        return size
+    if isinstance(value, (list, tuple)):
+        size = 2
+        for index, item in enumerate(value):
+            size += 2 + _check_json(item, f"{path}[{index}]")
+        return size
+    raise ValidationError(f"{path} holds a {type(value).__name__}, which is not JSON-serialisable.")
+
+
+def check_json(value, name: str):
+    """A JSON-serialisable value that every backend can store (no NaN, no NUL, string keys)."""
+    _checked_json_size(value, name)
+    return value
+
+
+def _checked_json_size(value, name: str) -> int:
+    try:
+        return _check_json(value, name)
+    except ValidationError as exc:
+        raise ValidationError({name: exc.messages}, code="invalid") from None
+    except RecursionError:
+        raise ValidationError({name: "is nested too deeply."}, code="invalid") from None
+
+
+def check_timestamp(value, name: str = "timestamp", *, now: dt.datetime | None = None) -> dt.datetime:
+    """An aware datetime or Unix seconds, between 1970 and a day ahead of now."""
+    if isinstance(value, dt.datetime):
+        if timezone.is_naive(value):
+            raise ValidationError(
+                {name: "is a naive datetime; give an aware one (UTC) or Unix seconds."}, code="invalid"
+            )
+        when = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or value < 0:
+            raise ValidationError({name: f"{value!r} is not a Unix time at or after 1970."}, code="invalid")
+        try:
+            when = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValidationError({name: f"{value!r} is too far in the future."}, code="invalid") from None
+    else:
+        raise ValidationError(
+            {name: f"must be a datetime or Unix seconds, got {type(value).__name__}."}, code="invalid"
+        )
+    if when < _EPOCH:
+        raise ValidationError({name: f"{when.isoformat()} is before 1970."}, code="invalid")
+    now = now or timezone.now()
+    if when > now + MAX_CLOCK_SKEW:
+        raise ValidationError({name: f"{when.isoformat()} is more than a day in the future."}, code="invalid")
+    return when
+
+
+def check_count(value, name: str, *, maximum: int = MAX_TOKEN_COUNT) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise ValidationError({name: f"must be a whole number from 0 to {maximum}, got {value!r}."}, code="invalid")
+    return value
+
+
+def check_message(message, *, now: dt.datetime) -> dict:
+    """Validate one message dict and return the fields for ``Message(**fields)``."""
+    if not isinstance(message, Mapping):
+        raise ValidationError(f"must be a dict of message fields, got {type(message).__name__}.", code="invalid")
+    unknown = message.keys() - MESSAGE_FIELDS
+    if unknown:
+        raise ValidationError(
+            f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(MESSAGE_FIELDS))}.",
+            code="invalid",
+        )
+    role = message.get("role")
+    if role not in ROLES:
+        raise ValidationError({"role": f"{role!r} is not one of {', '.join(Role.values)}."}, code="invalid_choice")
+    fields = {"role": role}
+    fields["content"] = check_text(message.get("content"), "content")
+    fields["reasoning"] = check_text(message.get("reasoning"), "reasoning")
+    for name, limit in _SHORT_TEXT_LIMITS.items():
+        value = message.get(name)
+        if value is not None:
+            value = check_identifier(value, name, max_length=limit)
+        fields[name] = value
+    tool_calls = message.get("tool_calls")
+    if tool_calls is not None and not isinstance(tool_calls, (list, tuple, Mapping)):
+        raise ValidationError({"tool_calls": "must be a list of tool calls (or a single dict)."}, code="invalid")
+    fields["tool_calls"], fields["extra"] = tool_calls, message.get("extra")
+    json_size = _checked_json_size(tool_calls, "tool_calls") + _checked_json_size(fields["extra"], "extra")
+    timestamp = message.get("timestamp")
+    fields["timestamp"] = now if timestamp is None else check_timestamp(timestamp, now=now)
+    fields["token_count"] = check_count(message.get("token_count"), "token_count")
+    check_stored_size(fields, json_size)
+    return fields
+
+
+def check_stored_size(fields: Mapping, json_size: int) -> None:
+    """Refuse a message whose text and JSON take more than ``MAX_MESSAGE_BYTES`` once encoded.
+    ``json_size`` is an upper bound of the JSON fields' size; exact sizes are computed only when
+    the bounds do not already show that the message fits (the common case)."""
+    texts = [fields[name] for name in ("content", "reasoning") if fields[name]]
+    if 4 * sum(map(len, texts)) + json_size <= MAX_MESSAGE_BYTES:
+        return
+    documents = [fields[name] for name in ("tool_calls", "extra") if fields[name] is not None]
+    size = sum(len(text.encode()) for text in texts) + sum(len(json.dumps(doc)) for doc in documents)
+    if size > MAX_MESSAGE_BYTES:
+        raise ValidationError(
+            f"takes {size:,} bytes once encoded (content, reasoning, tool_calls and extra together); "
+            f"the limit is {MAX_MESSAGE_BYTES:,}.",
+            code="max_length",
+        )
+
+
+def tool_call_total(tool_calls) -> int:
+    """How many tool calls a message's ``tool_calls`` holds (hermes-agent's counting)."""
+    if not tool_calls:
+        return 0
+    return len(tool_calls) if isinstance(tool_calls, (list, tuple)) else 1
+
+
+def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
+    """Validate a whole batch up front; all problems are reported together, keyed by message index."""
+    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+        raise ValidationError({"messages": "must be a list of message dicts."}, code="invalid")
+    if not messages:
+        # An empty batch must not create a session: that is the whole point of lazy creation.
+        raise ValidationError({"messages": "at least one message is required."}, code="required")
+    now = timezone.now()
+    errors: dict[str, list] = {}
+    cleaned = []
+    tool_calls = 0
+    for index, message in enumerate(messages):
+        try:
+            fields = check_message(message, now=now)
+        except ValidationError as exc:
+            key = f"messages[{index}]"
+            if hasattr(exc, "error_dict"):
+                for name, errs in exc.message_dict.items():
+                    errors.setdefault(f"{key}.{name}", []).extend(errs)
+            else:
+                errors.setdefault(key, []).extend(exc.messages)
+            if len(errors) >= 20:
+                break
+            continue
+        tool_calls += tool_call_total(fields["tool_calls"])
+        cleaned.append(fields)
+    if errors:
+        raise ValidationError(errors)
+    return Batch(messages=cleaned, tool_calls=tool_calls, usage=check_usage(usage))
+
+
+def check_usage(usage: Mapping | None) -> dict[str, int]:
+    if not usage:
+        return {}
+    if not isinstance(usage, Mapping):
+        raise ValidationError({"usage": "must be a dict of counter increments."}, code="invalid")
+    unknown = usage.keys() - USAGE_FIELDS
+    if unknown:
+        names, allowed = ", ".join(sorted(map(str, unknown))), ", ".join(sorted(USAGE_FIELDS))
+        raise ValidationError({"usage": f"unknown counter(s) {names}; allowed: {allowed}."}, code="invalid")
+    return {
+        name: check_count(value, f"usage.{name}", maximum=MAX_COUNTER_INCREMENT)
+        for name, value in usage.items()
+        if value
+    }

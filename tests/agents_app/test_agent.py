@@ -1,0 +1,189 @@
+import datetime as dt
+import re
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents_app.agent import Agent, new_session_id
+from agents_app.models import AbandonedAgentTally, LanguageModel
+from sessions_app.models import Message, Session
+
+
+def test_constructing_an_agent_runs_no_query(django_assert_num_queries, db):
+    with django_assert_num_queries(0):
+        agent = Agent("anthropic/claude-opus-4.6", "telegram", user_id="42", system_prompt="be brief")
+        agent.add_message("user", "hello")
+    assert agent.pending_count == 1
+
+
+def test_session_id_is_readable_and_has_64_random_bits():
+    session_id = new_session_id(dt.datetime(2026, 6, 14, 2, 15, 4, tzinfo=dt.UTC))
+    assert re.fullmatch(r"20260614_021504_[0-9a-f]{16}", session_id)
+    assert len({new_session_id() for _ in range(10_000)}) == 10_000
+
+
+def test_thousand_silent_agents_leave_no_session(django_assert_num_queries, db, settings):
+    settings.HERMES_TRACK_ABANDONED_AGENTS = False
+    with django_assert_num_queries(0):
+        for _ in range(1000):
+            agent = Agent("openai/gpt-5", "cron")
+            assert agent.flush() == 0
+            agent.end("timeout")
+    assert Session.objects.count() == 0
+    assert LanguageModel.objects.count() == 0
+
+
+def test_silent_agents_are_only_tallied(db):
+    for _ in range(1000):
+        Agent("openai/gpt-5", "cron").end("timeout")
+    assert Session.objects.count() == 0
+    assert Message.objects.count() == 0
+    tally = AbandonedAgentTally.objects.get()
+    assert (tally.model.name, tally.source, tally.end_reason, tally.count) == ("openai/gpt-5", "cron", "timeout", 1000)
+
+
+def test_three_flushes_make_one_session_with_exact_counters(db):
+    agent = Agent("openai/gpt-5", "cli", user_id="u1")
+    agent.add_message("system", "You are helpful.")
+    agent.add_message("user", "What is 2+2?", token_count=7)
+    assert agent.flush() == 2
+    calls = [{"id": "c1", "function": {"name": "calc"}}, {"id": "c2", "function": {"name": "calc"}}]
+    agent.add_message("assistant", None, tool_calls=calls, finish_reason="tool_calls")
+    agent.add_message("tool", "4", tool_call_id="c1", tool_name="calc")
+    agent.add_message("tool", "4", tool_call_id="c2", tool_name="calc")
+    agent.add_usage(input_tokens=100, output_tokens=20)
+    assert agent.flush() == 3
+    agent.add_message("assistant", "4", finish_reason="stop")
+    agent.add_usage(input_tokens=50, output_tokens=5, reasoning_tokens=3)
+    assert agent.flush() == 1
+    assert agent.flush() == 0
+
+    session = Session.objects.get()
+    assert session.id == agent.session_id
+    assert session.model.name == "openai/gpt-5"
+    assert session.source == "cli" and session.user_id == "u1"
+    assert session.message_count == 6 == session.messages.count()
+    assert session.tool_call_count == 2
+    assert (session.input_tokens, session.output_tokens, session.reasoning_tokens) == (150, 25, 3)
+    assert list(session.messages.values_list("role", flat=True)) == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
+    ]
+    assert session.started_at == agent.started_at
+
+
+def test_first_flush_and_later_flush_query_counts(db):
+    agent = Agent("openai/gpt-5")
+    agent.add_message("user", "hi")
+    with CaptureQueriesContext(connection) as first:
+        agent.flush()
+    agent.add_message("assistant", "hello")
+    with CaptureQueriesContext(connection) as later:
+        agent.flush()
+    inserts = [q["sql"] for q in first.captured_queries if q["sql"].startswith("INSERT")]
+    assert any("sessions_app_session" in sql for sql in inserts)
+    # A later flush only appends: no INSERT into the session table.
+    assert not any(
+        q["sql"].startswith("INSERT") and "sessions_app_session" in q["sql"].split("(")[0]
+        for q in later.captured_queries
+    )
+    assert Message.objects.count() == 2
+
+
+def test_end_sets_reason_only_when_session_exists(db, django_assert_num_queries, settings):
+    settings.HERMES_TRACK_ABANDONED_AGENTS = False
+    silent = Agent("m")
+    with django_assert_num_queries(0):
+        silent.end()
+    agent = Agent("m")
+    agent.add_message("user", "hi")
+    agent.end("max_turns")  # flushes first, then ends
+    session = Session.objects.get()
+    assert session.end_reason == "max_turns"
+    assert session.ended_at is not None
+    assert session.message_count == 1
+
+
+def test_context_manager_completed_and_error(db):
+    with Agent("m") as agent:
+        agent.add_message("user", "hi")
+    assert Session.objects.get(pk=agent.session_id).end_reason == "completed"
+
+    with pytest.raises(RuntimeError, match="api down"), Agent("m") as failing:
+        failing.add_message("user", "hi")
+        raise RuntimeError("api down")
+    session = Session.objects.get(pk=failing.session_id)
+    assert session.end_reason == "error"
+    assert session.message_count == 1
+
+    with pytest.raises(RuntimeError), Agent("m") as never_spoke:
+        raise RuntimeError("timeout before the first message")
+    assert not Session.objects.filter(pk=never_spoke.session_id).exists()
+
+
+def test_failed_flush_keeps_messages_for_retry(db):
+    agent = Agent("m")
+    agent.add_message("user", "fine")
+    agent.add_message("robot", "bad role")
+    with pytest.raises(ValidationError):
+        agent.flush()
+    assert agent.pending_count == 2
+    assert Session.objects.count() == 0
+    agent._pending.pop()  # the caller fixes the batch
+    assert agent.flush() == 1
+    assert Message.objects.count() == 1
+
+
+def test_compress_builds_a_chain(db):
+    agent = Agent("anthropic/claude-opus-4.6", "discord", user_id="7")
+    agent.add_message("user", "long conversation")
+    agent.add_message("assistant", "long answer")
+    child = agent.compress("Summary of the first part")
+    child.add_message("user", "and then?")
+    grandchild = child.compress("Summary of the second part")
+    grandchild.end()
+
+    parent = Session.objects.get(pk=agent.session_id)
+    middle = Session.objects.get(pk=child.session_id)
+    last = Session.objects.get(pk=grandchild.session_id)
+    assert parent.parent_session_id is None
+    assert middle.parent_session_id == parent.id
+    assert last.parent_session_id == middle.id
+    assert (parent.end_reason, middle.end_reason, last.end_reason) == ("compression", "compression", "completed")
+    assert (parent.message_count, middle.message_count, last.message_count) == (2, 2, 1)
+    assert [m.content for m in last.messages.all()] == ["Summary of the second part"]
+    assert middle.messages.first().content == "Summary of the first part"
+    assert (middle.source, middle.user_id, middle.model_id) == ("discord", "7", parent.model_id)
+    for session in (parent, middle, last):
+        assert session.message_count == session.messages.count()
+
+
+def test_compress_of_an_agent_that_never_spoke_keeps_the_chain(db):
+    agent = Agent("m", parent_session_id=None)
+    child = agent.compress("summary only")
+    assert not Session.objects.filter(pk=agent.session_id).exists()
+    child_row = Session.objects.get(pk=child.session_id)
+    assert child_row.parent_session_id is None
+    assert child_row.message_count == 1
+
+
+def test_model_switch_is_recorded_per_message(db):
+    agent = Agent("openai/gpt-5")
+    agent.add_message("user", "a")
+    agent.flush()
+    agent.switch_model("anthropic/claude-opus-4.6")
+    agent.add_message("assistant", "b")
+    agent.flush()
+    session = Session.objects.get()
+    assert session.model.name == "openai/gpt-5"
+    assert [m.model.name for m in session.messages.select_related("model")] == [
+        "openai/gpt-5",
+        "anthropic/claude-opus-4.6",
+    ]
+    assert LanguageModel.objects.get(name="anthropic/claude-opus-4.6").provider == "anthropic"

@@ -1,0 +1,188 @@
+"""Empty-session analytics: how many sessions never got a message, per model, source or period.
+
+Read-only selectors that return plain data (dataclasses), shared by the ``empty_sessions``
+command and the admin page. Each report is one aggregate query, whatever the number of sessions.
+
+Conventions (documented in the README):
+- "Empty" means no message row (an EXISTS on the indexed messages), never the stored counter.
+- ``since`` is inclusive and ``until`` exclusive, both on ``Session.started_at``. A ``date`` means
+  midnight UTC of that day; a ``datetime`` must be aware (a naive one is refused: it would be read
+  in whatever time zone the server happens to use).
+- Time buckets are UTC and keyed by the ISO date of their first day: ``day`` and ``week``
+  ``"2026-01-05"`` (weeks start on Monday, as ISO weeks do), ``month`` ``"2026-01"``.
+- Sessions without a model are grouped under the key ``NO_MODEL_KEY`` (``"(none)"``).
+- Rows are ordered by key, by code point (date keys therefore chronologically), the same on
+  every backend; callers re-sort for display.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Count, DateTimeField, Exists, F, Min, OuterRef
+from django.db.models.functions import Collate, Trunc
+
+from sessions_app.models import Message, Session
+
+GROUPINGS = ("model", "source", "day", "week", "month")
+NO_MODEL_KEY = "(none)"
+TOTAL_KEY = "TOTAL"
+_PERIOD_KEY_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+@dataclass(frozen=True)
+class RateRow:
+    """One group of a report: its key, how many sessions it has, and how many of them are empty."""
+
+    key: str
+    sessions: int
+    empty: int
+
+    @property
+    def rate(self) -> float:
+        """Empty sessions as a fraction of all sessions in the group; 0.0 for a group without sessions."""
+        return self.empty / self.sessions if self.sessions else 0.0
+
+    def __getitem__(self, name: str):
+        if name not in ("key", "sessions", "empty", "rate"):
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "sessions": self.sessions, "empty": self.empty, "rate": self.rate}
+
+
+@dataclass(frozen=True)
+class EmptySessionReport:
+    """A report: the grouping, the filters applied (normalised), the rows by key, and their total."""
+
+    by: str
+    filters: dict
+    rows: list[RateRow]
+    total: RateRow
+
+    def as_dict(self) -> dict:
+        """The JSON shape of ARCHITECTURE.md (``rate`` a full-precision fraction)."""
+        filters = {name: self.filters.get(name) for name in ("since", "until", "model", "source")}
+        for name in ("since", "until"):
+            if filters[name] is not None:
+                filters[name] = filters[name].isoformat()
+        total = self.total.as_dict()
+        del total["key"]
+        return {"by": self.by, "filters": filters, "total": total, "rows": [row.as_dict() for row in self.rows]}
+
+    def __getitem__(self, name: str):
+        return self.as_dict()[name]
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def empty_session_rates(
+    by: str = "model",
+    *,
+    since: dt.date | dt.datetime | None = None,
+    until: dt.date | dt.datetime | None = None,
+    model: str | None = None,
+    source: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> EmptySessionReport:
+    """Sessions and empty sessions per ``by`` group, plus their total, in one aggregate query.
+
+    ``model`` and ``source`` filter by exact (case- and space-sensitive) match on every backend.
+    Raises ``ValidationError`` for an unknown grouping, a bad bound or ``since >= until``.
+    """
+    if by not in GROUPINGS:
+        raise ValidationError(
+            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
+        )
+    since = _bound(since, "since")
+    until = _bound(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise ValidationError(
+            {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
+        )
+    model = _exact_text(model, "model")
+    source = _exact_text(source, "source")
+
+    connection = connections[using]
+    sessions = Session.objects.using(using).order_by()
+    if since is not None:
+        sessions = sessions.filter(started_at__gte=since)
+    if until is not None:
+        sessions = sessions.filter(started_at__lt=until)
+    if model is not None:
+        sessions = sessions.filter(model__name=model)  # a binary-collated KeyField on MySQL/MariaDB
+    if source is not None:
+        # The plain comparison can use the (source, started_at) index; on MySQL/MariaDB it is
+        # case-insensitive, so the binary-collated comparison then keeps only the exact matches.
+        sessions = sessions.filter(source=source)
+        if connection.vendor == "mysql":
+            sessions = sessions.alias(exact_source=_binary(F("source"), connection)).filter(exact_source=source)
+
+    if by == "model":
+        # Grouping by model_id follows the (model, started_at, id) index order, so no sort is
+        # needed; a model id has one name, which Min() carries along.
+        groups = sessions.values("model").annotate(group=Min("model__name"))
+    else:
+        groups = sessions.annotate(group=_group_expression(by, connection)).values("group")
+    groups = groups.annotate(
+        sessions=Count("pk"),
+        empty=Count("pk", filter=~Exists(Message.objects.filter(session_id=OuterRef("pk")))),
+    ).values_list("group", "sessions", "empty")
+    rows = sorted(
+        (RateRow(_key(by, group), sessions_count, empty) for group, sessions_count, empty in groups),
+        key=lambda row: row.key,
+    )
+    total = RateRow(TOTAL_KEY, sum(row.sessions for row in rows), sum(row.empty for row in rows))
+    filters = {"since": since, "until": until, "model": model, "source": source}
+    return EmptySessionReport(by=by, filters=filters, rows=rows, total=total)
+
+
+def _group_expression(by: str, connection):
+    if by == "source":
+        # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
+        return _binary(F("source"), connection) if connection.vendor == "mysql" else F("source")
+    return Trunc("started_at", by, output_field=DateTimeField(), tzinfo=dt.UTC)
+
+
+def _binary(expression, connection):
+    return Collate(expression, "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin")
+
+
+def _key(by: str, group) -> str:
+    if by == "model":
+        return NO_MODEL_KEY if group is None else group
+    if by == "source":
+        return group
+    return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])
+
+
+def _bound(value, name: str) -> dt.datetime | None:
+    """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                {name: f"{value.isoformat()} is a naive datetime; give an aware one (e.g. UTC) or a date."},
+                code="invalid",
+            )
+        return value.astimezone(dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+
+
+def _exact_text(value, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string, got {type(value).__name__}."}, code="invalid")
+    if not value:
+        raise ValidationError({name: "must not be empty; leave it out to include every value."}, code="required")
+    return value

@@ -1,0 +1,149 @@
+"""Rendering of empty-session reports as JSON, CSV and text tables, shared by the command and the admin.
+
+Every renderer takes an ``analytics.EmptySessionReport`` and shows the same numbers; none queries.
+"""
+
+import csv
+import datetime as dt
+import json
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import replace
+
+from sessions_app.analytics import EmptySessionReport, RateRow
+
+SORTS = ("rate", "sessions", "key")
+ELLIPSIS = "…"
+# Spreadsheets run a cell starting with one of these as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_GAP = "  "
+_MIN_KEY_WIDTH = 8
+
+
+def sort_rows(rows, sort: str = "rate") -> list[RateRow]:
+    """``rate``: highest rate first (then most sessions, then key); ``sessions``: most first; ``key``: ascending."""
+    if sort == "rate":
+        return sorted(rows, key=lambda row: (-row.rate, -row.sessions, row.key))
+    if sort == "sessions":
+        return sorted(rows, key=lambda row: (-row.sessions, -row.rate, row.key))
+    if sort == "key":
+        return sorted(rows, key=lambda row: row.key)
+    raise ValueError(f"unknown sort {sort!r}; choose one of {', '.join(SORTS)}.")
+
+
+def sorted_report(report: EmptySessionReport, sort: str) -> EmptySessionReport:
+    """The same report with its rows in ``sort`` order."""
+    return replace(report, rows=sort_rows(report.rows, sort))
+
+
+def report_json(report: EmptySessionReport, *, indent: int | None = None) -> str:
+    """The report as one JSON document, in the shape of ARCHITECTURE.md."""
+    return json.dumps(report.as_dict(), indent=indent, ensure_ascii=False)
+
+
+def csv_rows(report: EmptySessionReport, *, neutralise_formulas: bool = True) -> Iterator[list]:
+    """Header ``[by, sessions, empty, rate]``, one row per group, then the ``TOTAL`` row.
+
+    ``rate`` is the full-precision fraction. With ``neutralise_formulas``, a key that a spreadsheet
+    would run as a formula gets a leading single quote (OWASP's CSV-injection remedy).
+    """
+    yield [report.by, "sessions", "empty", "rate"]
+    for row in [*report.rows, report.total]:
+        key = row.key
+        if neutralise_formulas and key.startswith(_FORMULA_STARTS):
+            key = "'" + key
+        yield [key, row.sessions, row.empty, repr(row.rate)]
+
+
+def write_csv(report: EmptySessionReport, file, *, neutralise_formulas: bool = True) -> None:
+    """Write the report to a text file as RFC 4180 CSV (CRLF line ends, minimal quoting)."""
+    writer = csv.writer(file, lineterminator="\r\n")
+    writer.writerows(csv_rows(report, neutralise_formulas=neutralise_formulas))
+
+
+def format_percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def format_table(report: EmptySessionReport, *, sort: str = "rate", width: int = 80) -> str:
+    """Aligned columns ``<by>  sessions  empty  rate``, rows in ``sort`` order, then a TOTAL line.
+
+    Keys longer than the room left by the number columns within ``width`` are cut with an
+    ellipsis, so the columns stay aligned in an ``width``-column terminal. A report without
+    sessions says so in words.
+    """
+    rows = sort_rows(report.rows, sort)
+    if not report.total.sessions:
+        return f"No sessions{_describe_filters(report.filters)}."
+    header = [report.by, "sessions", "empty", "rate"]
+    cells = [[row.key, str(row.sessions), str(row.empty), format_percent(row.rate)] for row in [*rows, report.total]]
+    number_widths = [max(len(header[i]), *(len(line[i]) for line in cells)) for i in (1, 2, 3)]
+    room = width - sum(number_widths) - len(_GAP) * 3
+    key_width = max(_MIN_KEY_WIDTH, len(header[0]), min(room, max(_display_width(line[0]) for line in cells)))
+
+    def line(values: list[str]) -> str:
+        key = _fit(values[0], key_width)
+        numbers = [value.rjust(w) for value, w in zip(values[1:], number_widths, strict=True)]
+        return _GAP.join([key, *numbers]).rstrip()
+
+    rule = "-" * (key_width + sum(number_widths) + len(_GAP) * 3)
+    lines = [line(header), rule, *(line(values) for values in cells[:-1]), rule, line(cells[-1])]
+    return "\n".join(lines)
+
+
+def parse_date_bound(text: str) -> dt.date | dt.datetime:
+    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return dt.date.fromisoformat(text)
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+def _describe_filters(filters: dict) -> str:
+    parts = []
+    for name in ("since", "until"):
+        if filters.get(name) is not None:
+            parts.append(f"{name} {filters[name].isoformat()}")
+    for name in ("model", "source"):
+        if filters.get(name) is not None:
+            parts.append(f"{name} {filters[name]!r}")
+    return f" match ({', '.join(parts)})" if parts else " recorded"
+
+
+def _char_width(char: str) -> int:
+    if unicodedata.combining(char) or unicodedata.category(char) in ("Mn", "Me", "Cf"):
+        return 0
+    return 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+
+
+def _printable(text: str) -> str:
+    """Control characters (from imported history) would move the cursor; show them as U+FFFD."""
+    return "".join("\ufffd" if unicodedata.category(char) == "Cc" else char for char in text)
+
+
+def _display_width(text: str) -> int:
+    """Terminal columns taken by ``text`` (wide East Asian characters and emoji take two)."""
+    return sum(_char_width(char) for char in _printable(text))
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` padded to ``width`` columns, or cut to ``width - 1`` columns plus an ellipsis."""
+    text = _printable(text)
+    if _display_width(text) <= width:
+        return text + " " * (width - _display_width(text))
+    out, used = [], 0
+    for char in text:
+        w = _char_width(char)
+        if used + w > width - 1:
+            break
+        out.append(char)
+        used += w
+    return "".join(out) + ELLIPSIS + " " * (width - 1 - used)

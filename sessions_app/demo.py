@@ -1,0 +1,391 @@
+"""Demo data: a realistic, deterministic history that shows the drop in empty sessions at a cut-over.
+
+Before the cut-over, sessions are written the way the old eager code wrote them: one row per
+constructed agent, inserted at once, so agents that never spoke (timeouts, API errors, sub-tasks
+never dispatched) left empty rows, a share that differs per model. After it, every conversation
+goes through the real ``Agent`` facade, so an agent that never speaks leaves nothing behind.
+The same seed, days and volume always give the same sessions, messages and counts.
+"""
+
+import datetime as dt
+import random
+import secrets
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
+
+from agents_app import services as agent_services
+from agents_app.agent import Agent
+from agents_app.models import AbandonedAgentTally, LanguageModel
+from sessions_app import services
+from sessions_app.models import Message, Session
+from sessions_app.validation import tool_call_total
+
+DEFAULT_SEED = 2026
+DEFAULT_DAYS = 60
+DEFAULT_CUTOVER_DAYS_AGO = 21
+DEFAULT_SESSIONS_PER_DAY = 40
+DEFAULT_ADMIN_USERNAME = "demo-admin"
+
+# (model name, weight in the traffic, share of its agents that never speak)
+MODELS = (
+    ("anthropic/claude-opus-4.6", 5, 0.18),
+    ("openai/gpt-5", 5, 0.27),
+    ("google/gemini-3-pro", 3, 0.34),
+    ("deepseek/deepseek-v3.2", 3, 0.41),
+    ("openrouter/qwen/qwen3-coder-480b-a35b-instruct:free", 2, 0.46),
+    ("meta-llama/llama-4-maverick", 2, 0.57),
+)
+SOURCES = (("cli", 35), ("telegram", 20), ("discord", 14), ("cron", 12), ("api_server", 12), ("slack", 7))
+SILENT_ENDINGS = (("timeout", 5, 300), ("api_error", 3, 8), ("never_dispatched", 2, 1))  # reason, weight, seconds
+SUMMARY = "[Summary of the earlier conversation] The user asked for help; the main points are settled."
+SYSTEM_PROMPT = "You are Hermes, a helpful assistant with tools. Be concise; ask before destructive actions."
+PROMPTS = {
+    "cron": [
+        "Nightly job: check disk usage on all hosts and report anything above 80%.",
+        "Daily digest: summarise new issues labelled bug since yesterday.",
+        "Weekly: list dependencies with security advisories.",
+    ],
+    None: [
+        "Summarise the open pull requests and flag anything blocking the release.",
+        "Why does pytest -x fail on test_services after the rebase?",
+        "Draft a short, polite reply to the landlord about the heating repair.",
+        "What's on my calendar tomorrow morning?",
+        "Translate into German: the meeting moves to Thursday at 10.",
+        "Find three vegetarian recipes with chickpeas that take under 30 minutes.",
+        "Compare these two SQL query plans and tell me which index is missing.",
+        "Write a haiku about database migrations.",
+        "Refactor this function to stream rows instead of loading them all.",
+        "Remind me what we decided about the Postgres upgrade last week.",
+    ],
+}
+TOOLS = (
+    ("terminal", {"command": "df -h"}, "Filesystem  Size  Used Avail Use%\n/dev/sda1   100G   61G   39G  61%"),
+    ("web_search", {"query": "chickpea recipes quick"}, "1. Chana masala (25 min)\n2. Chickpea salad (10 min)"),
+    ("read_file", {"path": "tests/test_services.py"}, "def test_first_call_creates_then_appends(db): ..."),
+    ("calendar", {"day": "tomorrow"}, "09:30 stand-up; 11:00 dentist"),
+)
+ANSWERS = (
+    "Done. Here is the short version, with the details below.",
+    "I found the cause: the fixture creates the row twice. Fix attached.",
+    "Here are three options; the second is the quickest.",
+    "All hosts are below 80% except db-2 (86%). I suggest pruning old WAL files.",
+    "Sure. Anything else you want me to look at?",
+)
+
+
+@dataclass
+class ModelSplit:
+    """Sessions and empty sessions of one model before and after the cut-over."""
+
+    model: str | None
+    before: int = 0
+    before_empty: int = 0
+    after: int = 0
+    after_empty: int = 0
+
+    @property
+    def before_rate(self) -> float:
+        return self.before_empty / self.before if self.before else 0.0
+
+    @property
+    def after_rate(self) -> float:
+        return self.after_empty / self.after if self.after else 0.0
+
+
+@dataclass
+class DemoResult:
+    since: dt.datetime
+    cutover: dt.datetime
+    sessions: int = 0
+    messages: int = 0
+    silent_agents_after: int = 0  # agents built after the cut-over that never spoke: they left no row
+    per_model: list[ModelSplit] = field(default_factory=list)
+
+
+@dataclass
+class DemoLogin:
+    username: str
+    password: str
+    created: bool
+
+
+@dataclass
+class _Planned:
+    session_id: str
+    model: str
+    source: str
+    user_id: str | None
+    started_at: dt.datetime
+    silent: tuple[str, int] | None  # (end reason, seconds) for an agent that never speaks
+    turns: list[tuple[list[dict], dict]]  # (messages, usage) per turn
+    compress_before: int | None  # turn index at which the conversation is compressed
+    child_id: str
+    end_reason: str
+    crashed: bool  # never ended: ended_at stays empty
+    stale_counter: bool  # legacy only: message_count doubled by the old double-write bug
+
+
+def load_demo(
+    *,
+    seed: int = DEFAULT_SEED,
+    days: int = DEFAULT_DAYS,
+    cutover_days_ago: int = DEFAULT_CUTOVER_DAYS_AGO,
+    sessions_per_day: int = DEFAULT_SESSIONS_PER_DAY,
+    flush: bool = False,
+    force: bool = False,
+    now: dt.datetime | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> DemoResult:
+    """Write the demo history in one transaction; refuses a database that already has sessions
+    unless ``flush`` (delete all sessions, messages and models first) or ``force`` (add beside them)."""
+    _check_int(seed, "seed", 0, 2**63)
+    _check_int(days, "days", 1, 3650)
+    _check_int(cutover_days_ago, "cutover_days_ago", 0, days)
+    _check_int(sessions_per_day, "sessions_per_day", 1, 10_000)
+    now = now or timezone.now()
+    result = DemoResult(since=now - dt.timedelta(days=days, hours=3), cutover=now - dt.timedelta(days=cutover_days_ago))
+    plan = _plan(random.Random(seed), now=now, days=days, sessions_per_day=sessions_per_day)
+    with transaction.atomic(using=using):
+        if flush:
+            flush_sessions(using=using)
+        elif Session.objects.using(using).exists():
+            if not force:
+                raise ValidationError("the database already has sessions: flush it first, or force to add beside them.")
+            ids = [p.session_id for p in plan] + [p.child_id for p in plan]
+            if any(
+                Session.objects.using(using).filter(pk__in=ids[i : i + 500]).exists() for i in range(0, len(ids), 500)
+            ):
+                raise ValidationError(f"the demo for seed {seed} is already loaded; flush first or use another seed.")
+        legacy = [p for p in plan if p.started_at < result.cutover]
+        _write_legacy(legacy, using=using)
+        for planned in plan[len(legacy) :]:
+            result.silent_agents_after += _run_agent(planned, using=using) == 0
+    result.per_model = model_split(since=result.since, cutover=result.cutover, using=using)
+    result.sessions = sum(row.before + row.after for row in result.per_model)
+    in_window = Message.objects.using(using).filter(session__started_at__gte=result.since)
+    result.messages = in_window.count()
+    return result
+
+
+def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Delete every message, session, abandoned-agent tally and language model (users are kept)."""
+    with transaction.atomic(using=using):
+        Message.objects.using(using).all().delete()  # no relations point at messages: one DELETE
+        sessions = Session.objects.using(using)
+        sessions.filter(parent_session__isnull=False).update(parent_session=None)
+        sessions.all()._raw_delete(using)  # now childless and empty: skip the Collector's SELECT of every row
+        AbandonedAgentTally.objects.using(using).all().delete()
+        LanguageModel.objects.using(using).all().delete()
+
+
+def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEFAULT_DB_ALIAS) -> DemoLogin:
+    """Create the demo superuser, or give the existing one a new password; the password is random each time."""
+    manager = get_user_model()._default_manager.db_manager(using)
+    password = secrets.token_urlsafe(16)
+    user = manager.filter(**{manager.model.USERNAME_FIELD: username}).first()
+    if user is None:
+        manager.create_superuser(username, "", password)
+        return DemoLogin(username, password, created=True)
+    user.set_password(password)
+    user.is_active = user.is_staff = user.is_superuser = True
+    user.save(using=using)
+    return DemoLogin(username, password, created=False)
+
+
+def model_split(*, since: dt.datetime, cutover: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[ModelSplit]:
+    """Sessions and empty sessions per model before and after ``cutover`` (one aggregate query)."""
+    empty = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    before, after = Q(started_at__lt=cutover), Q(started_at__gte=cutover)
+    rows = (
+        Session.objects.using(using)
+        .filter(started_at__gte=since)
+        .values("model__name")
+        .annotate(
+            before=Count("pk", filter=before),
+            before_empty=Count("pk", filter=before & Q(empty)),
+            after=Count("pk", filter=after),
+            after_empty=Count("pk", filter=after & Q(empty)),
+        )
+        .order_by("model__name")
+    )
+    return [ModelSplit(row.pop("model__name"), **row) for row in rows]
+
+
+def _check_int(value, name: str, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError({name: f"must be a whole number from {low} to {high}, got {value!r}."})
+
+
+def _plan(rng: random.Random, *, now: dt.datetime, days: int, sessions_per_day: int) -> list[_Planned]:
+    """Every agent of the demo, oldest first; all randomness comes from ``rng``."""
+    names, weights, shares = zip(*MODELS, strict=True)
+    sources, source_weights = zip(*SOURCES, strict=True)
+    planned = []
+    for day in range(days - 1, -1, -1):
+        growth = 0.8 + 0.4 * (days - day) / days  # usage grows over the period
+        for _ in range(round(sessions_per_day * growth * rng.uniform(0.75, 1.25))):
+            started = now - dt.timedelta(days=day + rng.random(), hours=3)  # conversations end before now
+            index = rng.choices(range(len(names)), weights)[0]
+            source = rng.choices(sources, source_weights)[0]
+            silent = None
+            if rng.random() < shares[index]:
+                reason, _, seconds = rng.choices(SILENT_ENDINGS, [w for _, w, _ in SILENT_ENDINGS])[0]
+                silent = (reason, seconds)
+            turns = _conversation(rng, source, started)
+            planned.append(
+                _Planned(
+                    session_id=_session_id(rng, started),
+                    model=names[index],
+                    source=source,
+                    user_id=None if source == "cron" else str(rng.randint(10_000, 99_999)),
+                    started_at=started,
+                    silent=silent,
+                    turns=turns,
+                    compress_before=rng.randint(2, len(turns) - 1) if len(turns) >= 4 and rng.random() < 0.3 else None,
+                    child_id=_session_id(rng, started),
+                    end_reason=rng.choices(["completed", "user_exit", "error"], [80, 15, 5])[0],
+                    crashed=rng.random() < 0.08,
+                    stale_counter=rng.random() < 0.03,
+                )
+            )
+    planned.sort(key=lambda p: p.started_at)
+    return planned
+
+
+def _session_id(rng: random.Random, when: dt.datetime) -> str:
+    return f"{when:%Y%m%d_%H%M%S}_{rng.getrandbits(64):016x}"
+
+
+def _conversation(rng: random.Random, source: str, start: dt.datetime) -> list[tuple[list[dict], dict]]:
+    count = 1 if source == "cron" else rng.choices([1, 2, 3, 4, 5, 6, 8], [30, 22, 16, 12, 9, 7, 4])[0]
+    at = start + dt.timedelta(seconds=rng.uniform(1, 20))
+    turns = []
+    for number in range(count):
+        prompts = PROMPTS["cron"] if source == "cron" else PROMPTS[None]
+        messages = [{"role": "user", "content": rng.choice(prompts), "timestamp": at}]
+        at += dt.timedelta(seconds=rng.uniform(2, 15))
+        if rng.random() < 0.4:
+            name, arguments, output = rng.choice(TOOLS)
+            call_id = f"call_{rng.getrandbits(48):012x}"
+            call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            messages.append({"role": "assistant", "tool_calls": [call], "finish_reason": "tool_calls", "timestamp": at})
+            at += dt.timedelta(seconds=rng.uniform(1, 30))
+            messages.append(
+                {"role": "tool", "content": output, "tool_call_id": call_id, "tool_name": name, "timestamp": at}
+            )
+            at += dt.timedelta(seconds=rng.uniform(2, 20))
+        answer = {"role": "assistant", "content": rng.choice(ANSWERS), "finish_reason": "stop", "timestamp": at}
+        answer["token_count"] = rng.randint(40, 900)
+        if rng.random() < 0.3:
+            answer["reasoning"] = "The user wants a short answer; check the facts first, then reply."
+        messages.append(answer)
+        input_tokens = 1_500 + number * 2_500 + rng.randint(0, 2_000)
+        usage = {
+            "input_tokens": input_tokens,
+            "output_tokens": answer["token_count"] + 30,
+            "cache_read_tokens": int(input_tokens * rng.uniform(0, 0.7)),
+            "api_call_count": sum(m["role"] == "assistant" for m in messages),
+        }
+        turns.append((messages, usage))
+        at += dt.timedelta(seconds=rng.uniform(20, 600))  # the user reads, thinks, types
+    return turns
+
+
+def _write_legacy(planned: list[_Planned], *, using: str) -> None:
+    """Rows as the old eager code left them: a session per constructed agent, speaking or not."""
+    models = {name: services.language_model(name, using=using) for name, _, _ in MODELS}
+    sessions, messages = [], []
+    for p in planned:
+        common = {"model": models[p.model], "source": p.source, "user_id": p.user_id, "system_prompt": SYSTEM_PROMPT}
+        if p.silent:
+            reason, seconds = p.silent
+            ended = p.started_at + dt.timedelta(seconds=seconds)
+            if p.crashed:  # the process died: the row was never ended
+                ended = reason = None
+            sessions.append(
+                Session(id=p.session_id, started_at=p.started_at, ended_at=ended, end_reason=reason, **common)
+            )
+            continue
+        chain = [(p.session_id, None, p.started_at, p.turns)]
+        if p.compress_before:
+            at = _compressed_at(p)
+            summary = ([{"role": "user", "content": SUMMARY, "timestamp": at}], {})
+            chain = [
+                (p.session_id, None, p.started_at, p.turns[: p.compress_before]),
+                (p.child_id, p.session_id, at, [summary, *p.turns[p.compress_before :]]),
+            ]
+        for session_id, parent_id, started, turns in chain:
+            rows = [m for turn_messages, _ in turns for m in turn_messages]
+            if session_id != chain[-1][0]:
+                ended, reason = chain[-1][2], "compression"
+            elif p.crashed:
+                ended, reason = None, None
+            else:
+                ended, reason = _ended_at(p), p.end_reason
+            session = Session(
+                id=session_id,
+                parent_session_id=parent_id,
+                started_at=started,
+                ended_at=ended,
+                end_reason=reason,
+                message_count=len(rows) * (2 if p.stale_counter else 1),  # hermes-agent #12563 doubled it
+                tool_call_count=sum(tool_call_total(m.get("tool_calls")) for m in rows),
+                **common,
+            )
+            for _, usage in turns:
+                for name, value in usage.items():
+                    setattr(session, name, getattr(session, name) + value)
+            sessions.append(session)
+            messages += [Message(session_id=session_id, model=models[p.model], **m) for m in rows]
+    Session.objects.using(using).bulk_create(sessions, batch_size=500)  # parents come before their children
+    Message.objects.using(using).bulk_create(messages, batch_size=1000)
+
+
+def _run_agent(p: _Planned, *, using: str) -> int:
+    """One conversation through the real ``Agent`` facade; returns how many messages it saved."""
+    agent = Agent(
+        p.model, p.source, user_id=p.user_id, session_id=p.session_id, system_prompt=SYSTEM_PROMPT, using=using
+    )
+    agent.started_at = p.started_at
+    if p.silent:
+        # Never spoke: no session row, which is the whole fix. Agent.end() would only count it in
+        # the abandoned-agent tally, under today's date; count it under the day it ended instead.
+        reason, seconds = p.silent
+        if agent_services.abandoned_tracking_enabled():
+            day = (p.started_at + dt.timedelta(seconds=seconds)).astimezone(dt.UTC).date()
+            agent_services.record_abandoned_agent(p.model, p.source, reason, day=day, using=using)
+        return 0
+    saved = 0
+    for number, (messages, usage) in enumerate(p.turns):
+        if number == p.compress_before:
+            parent_id, agent = agent.session_id, agent.compress(SUMMARY)
+            _backdate_compression(parent_id, agent.session_id, at=_compressed_at(p), using=using)
+            saved += 1
+        for message in messages:
+            agent.add_message(**message)
+        agent.add_usage(**usage)
+        saved += agent.flush()
+    if not p.crashed:
+        # Agent.end() stamps the current time; a demo of the past needs the time it ended then.
+        services.end_session(agent.session_id, p.end_reason, ended_at=_ended_at(p), using=using)
+    return saved
+
+
+def _compressed_at(p: _Planned) -> dt.datetime:
+    return p.turns[p.compress_before][0][0]["timestamp"] - dt.timedelta(seconds=2)
+
+
+def _ended_at(p: _Planned) -> dt.datetime:
+    return p.turns[-1][0][-1]["timestamp"] + dt.timedelta(seconds=5)
+
+
+def _backdate_compression(parent_id: str, child_id: str, *, at: dt.datetime, using: str) -> None:
+    """``Agent.compress`` stamps the current time on the split; move it back to when it happened."""
+    Session.objects.using(using).filter(pk=parent_id).update(ended_at=at)
+    Session.objects.using(using).filter(pk=child_id).update(started_at=at)
+    Message.objects.using(using).filter(session_id=child_id).update(timestamp=at)

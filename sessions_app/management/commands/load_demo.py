@@ -1,0 +1,147 @@
+import sys
+import time
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from sessions_app import demo
+from sessions_app.models import Message, Session
+
+ADMIN_URL = "http://127.0.0.1:8000/admin/"
+RATES_URL = "http://127.0.0.1:8000/admin/sessions_app/session/empty-rates/"
+
+
+class Command(BaseCommand):
+    help = (
+        "Load a realistic, deterministic demo history: eager sessions (with empty ones) before a cut-over, "
+        "the lazy Agent facade after it. Prints the login of a demo superuser with a fresh random password."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--seed", type=int, default=demo.DEFAULT_SEED, help="Random seed (default %(default)s).")
+        parser.add_argument(
+            "--days", type=int, default=demo.DEFAULT_DAYS, help="Days of history to generate (default %(default)s)."
+        )
+        parser.add_argument(
+            "--cutover-days-ago",
+            type=int,
+            default=demo.DEFAULT_CUTOVER_DAYS_AGO,
+            help="When the lazy save path went live, in days before now (default %(default)s).",
+        )
+        parser.add_argument(
+            "--sessions-per-day",
+            type=int,
+            default=demo.DEFAULT_SESSIONS_PER_DAY,
+            help="Agents constructed per day on average (default %(default)s).",
+        )
+        parser.add_argument(
+            "--flush", action="store_true", help="Delete all sessions, messages and models first (asks to confirm)."
+        )
+        parser.add_argument(
+            "--force", action="store_true", help="Add the demo to a database that already has sessions."
+        )
+        parser.add_argument(
+            "--no-input",
+            "--noinput",
+            "--yes",
+            dest="interactive",
+            action="store_false",
+            help="Do not ask before --flush deletes data (needed when stdin is not a terminal).",
+        )
+        parser.add_argument("--no-user", action="store_true", help="Do not create or reset the demo superuser.")
+        parser.add_argument(
+            "--username", default=demo.DEFAULT_ADMIN_USERNAME, help="Name of the demo superuser (default %(default)s)."
+        )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections), help="Database alias to fill."
+        )
+
+    def handle(self, *args, **options):
+        using = options["database"]
+        if options["flush"] and options["force"]:
+            raise CommandError("--flush and --force contradict each other: pick one.")
+        sessions = Session.objects.using(using).count()
+        if sessions and not (options["flush"] or options["force"]):
+            raise CommandError(
+                f"Database {using!r} already has {sessions:,} sessions; refusing to mix demo data with them. "
+                "Pass --flush to delete them first, or --force to add the demo beside them."
+            )
+        if sessions and options["flush"] and options["interactive"]:
+            self.confirm(sessions, using)
+        started = time.monotonic()
+        try:
+            result = demo.load_demo(
+                seed=options["seed"],
+                days=options["days"],
+                cutover_days_ago=options["cutover_days_ago"],
+                sessions_per_day=options["sessions_per_day"],
+                flush=options["flush"],
+                force=options["force"],
+                using=using,
+            )
+        except ValidationError as exc:
+            raise CommandError(_describe(exc)) from None
+        login = None if options["no_user"] else demo.reset_demo_admin(username=options["username"], using=using)
+        self.report(result, login, elapsed=time.monotonic() - started, verbosity=options["verbosity"])
+
+    def confirm(self, sessions: int, using: str) -> None:
+        if not sys.stdin or not sys.stdin.isatty():
+            raise CommandError("--flush would delete existing sessions and stdin is not a terminal: pass --no-input.")
+        messages = Message.objects.using(using).count()
+        self.stderr.write(
+            f"--flush deletes all {sessions:,} sessions and {messages:,} messages in database {using!r}. "
+            "Type 'yes' to continue: ",
+            ending="",
+        )
+        self.stderr.flush()
+        try:
+            answer = input()
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in {"y", "yes"}:
+            raise CommandError("Cancelled; nothing was changed.")
+
+    def report(self, result: demo.DemoResult, login: demo.DemoLogin | None, *, elapsed: float, verbosity: int):
+        if verbosity >= 1:
+            self.stdout.write(
+                f"Created {result.sessions:,} sessions with {result.messages:,} messages in {elapsed:.1f}s, from "
+                f"{result.since:%Y-%m-%d} to now; cut-over on {result.cutover:%Y-%m-%d}. After it, "
+                f"{result.silent_agents_after:,} agents never spoke: no session, only a count in the abandoned-agent "
+                "tally."
+            )
+            rows = [*result.per_model, _total(result.per_model)]
+            width = max(len(row.model or "(none)") for row in rows)
+            columns = "sessions  empty   rate"
+            self.stdout.write(f"  {'':<{width}}  {'before the cut-over':^22}    {'after the cut-over':^22}")
+            self.stdout.write(f"  {'model':<{width}}  {columns}    {columns}")
+            for row in rows:
+                before = f"{row.before:>8,} {row.before_empty:>6,} {row.before_rate:>6.1%}"
+                after = f"{row.after:>8,} {row.after_empty:>6,} {row.after_rate:>6.1%}"
+                line = f"  {row.model or '(none)':<{width}}  {before}    {after}"
+                self.stdout.write(self.style.SUCCESS(line) if row is rows[-1] else line)
+        if login:
+            action = "Created" if login.created else "Reset the password of"
+            self.stdout.write(
+                self.style.SUCCESS(f"{action} the demo superuser. Run `python manage.py runserver`, then")
+            )
+            self.stdout.write(f"  log in at  {ADMIN_URL}")
+            self.stdout.write(f"  username   {login.username}")
+            self.stdout.write(f"  password   {login.password}")
+            self.stdout.write(f"  and see    {RATES_URL}")
+
+
+def _total(rows: list[demo.ModelSplit]) -> demo.ModelSplit:
+    total = demo.ModelSplit("total")
+    for row in rows:
+        total.before += row.before
+        total.before_empty += row.before_empty
+        total.after += row.after
+        total.after_empty += row.after_empty
+    return total
+
+
+def _describe(exc: ValidationError) -> str:
+    if hasattr(exc, "error_dict"):
+        return "; ".join(f"--{name.replace('_', '-')}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
+    return " ".join(exc.messages)

@@ -1,0 +1,322 @@
+"""Admin for sessions and messages, built to stay fast on tables with millions of rows.
+
+Every default ordering and filter is backed by an index (see the models' ``Meta.indexes``),
+changelists never count the whole table (``show_full_result_count = False`` and, on PostgreSQL,
+the planner's estimate for unfiltered lists), and no column runs a query per row.
+"""
+
+from urllib.parse import quote, urlencode
+
+from django.contrib import admin, messages
+from django.contrib.admin.utils import quote as admin_quote
+from django.forms.models import BaseInlineFormSet
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.text import Truncator
+
+from sessions_app import admin_views
+from sessions_app.cleanup import delete_empty_sessions
+from sessions_app.models import Message, Session
+from sessions_app.paginators import EstimatedCountPaginator
+
+# The admin index shows a link to the analytics page above the app list.
+admin.site.index_template = "admin/sessions_app/index.html"
+
+# Messages shown inline on a session's page; the rest are one click away in the message list.
+INLINE_MESSAGES = 50
+# Longer model names are cut in the session list (the full name is in the tooltip).
+MODEL_CHARS = 32
+# Child sessions linked on a session's page.
+LINKED_CHILDREN = 20
+
+
+def message_changelist_url(session_id: str) -> str:
+    """The message list of one session, in order."""
+    return reverse("admin:sessions_app_message_changelist") + "?session__exact=" + quote(session_id, safe="")
+
+
+def session_change_url(session_id: str) -> str:
+    """The change page of a session. The admin escapes "_XX" sequences in primary keys, which our
+    ids (``20261130_2215...``) contain, so the id is quoted the way the admin's own links are."""
+    return reverse("admin:sessions_app_session_change", args=[admin_quote(session_id)])
+
+
+def session_changelist_url(**params) -> str:
+    """The session list with the given changelist filters (e.g. ``model__id__exact=3, empty="yes"``)."""
+    return reverse("admin:sessions_app_session_changelist") + ("?" + urlencode(params) if params else "")
+
+
+class EmptyFilter(admin.SimpleListFilter):
+    """Empty = no message row (an EXISTS on the indexed message table), not the counter."""
+
+    title = "messages"
+    parameter_name = "empty"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Empty (no messages)"), ("no", "With messages")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.empty()
+        if self.value() == "no":
+            return queryset.non_empty()
+        return queryset
+
+
+class CappedMessageFormSet(BaseInlineFormSet):
+    """Only the first ``INLINE_MESSAGES`` messages, so a 20,000-message session opens quickly."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_capped_queryset"):
+            self._capped_queryset = super().get_queryset()[:INLINE_MESSAGES]
+        return self._capped_queryset
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fk_name = "session"
+    formset = CappedMessageFormSet
+    fields = ["message_link", "time", "role", "content_preview", "tool_name", "token_count", "finish_reason"]
+    readonly_fields = fields
+    ordering = ["timestamp", "id"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = f"messages (the first {INLINE_MESSAGES}, in order)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="message")
+    def message_link(self, message):
+        url = reverse("admin:sessions_app_message_change", args=[message.pk])
+        return format_html('<a href="{}">#{}</a>', url, message.pk)
+
+    @admin.display(description="time (UTC)")
+    def time(self, message):
+        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="content")
+    def content_preview(self, message):
+        return Truncator(message.content or "").chars(300)
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "model_name",
+        "source",
+        "started",
+        "ended",
+        "message_count",
+        "has_messages",
+        "short_title",
+    ]
+    # Django's DateFieldListFilter, not date_hierarchy: date_hierarchy runs a DISTINCT over the
+    # truncated start dates of the whole (filtered) table on every load; this filter needs no
+    # query for its choices, is a range on the started_at index, and also takes any
+    # ?started_at__gte=...&started_at__lt=... range (the analytics page links with those).
+    list_filter = [EmptyFilter, "model", "source", "end_reason", ("started_at", admin.DateFieldListFilter)]
+    list_select_related = ["model"]
+    # "=" = exact match (no substring scan) for ids; titles are searched by substring.
+    search_fields = ["=id", "title", "=user_id"]
+    search_help_text = "Exact session id or user id, or part of a title."
+    ordering = ["-started_at"]
+    show_full_result_count = False
+    # Facet counts ("Show counts") would run a COUNT per filter choice over the whole table.
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+    actions = ["delete_selected_empty_sessions"]
+    inlines = [MessageInline]
+    raw_id_fields = ["model"]
+    readonly_fields = [
+        "parent_link",
+        "children_links",
+        "message_rows",
+        "message_count",
+        "tool_call_count",
+        "api_call_count",
+        "input_tokens",
+        "output_tokens",
+        "cache_read_tokens",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "estimated_cost_usd",
+        "actual_cost_usd",
+    ]
+    fieldsets = [
+        (None, {"fields": ["id", "model", "source", "user_id", "title", "started_at", "ended_at", "end_reason"]}),
+        ("Conversation", {"fields": ["parent_link", "children_links", "message_rows"]}),
+        (
+            "Counters",
+            {
+                "fields": [
+                    ("message_count", "tool_call_count", "api_call_count"),
+                    ("input_tokens", "output_tokens", "reasoning_tokens"),
+                    ("cache_read_tokens", "cache_write_tokens"),
+                    ("estimated_cost_usd", "actual_cost_usd"),
+                ]
+            },
+        ),
+        (
+            "Details",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "model_config",
+                    "system_prompt",
+                    "cwd",
+                    "billing_provider",
+                    "billing_base_url",
+                    "billing_mode",
+                    "extra",
+                ],
+            },
+        ),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_has_messages()
+
+    def get_readonly_fields(self, request, obj=None):
+        # The id is the key the agents write to: set once, never edited.
+        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(admin_views.EmptyRatesView.as_view(model_admin=self))
+        return [
+            path("empty-rates/", view, name="sessions_app_session_empty_rates"),
+            *super().get_urls(),
+        ]
+
+    @admin.display(description="model", ordering="model")
+    def model_name(self, session):
+        if session.model is None:
+            return "-"
+        name = session.model.name
+        return format_html('<span title="{}">{}</span>', name, Truncator(name).chars(MODEL_CHARS))
+
+    @admin.display(description="started (UTC)", ordering="started_at")
+    def started(self, session):
+        return f"{session.started_at:%Y-%m-%d %H:%M}"
+
+    @admin.display(description="ended", ordering="ended_at")
+    def ended(self, session):
+        if session.ended_at is None:
+            return "open"
+        # The date only when it is not the start's: the column stays narrow.
+        same_day = session.ended_at.date() == session.started_at.date()
+        when = f"{session.ended_at:%H:%M}" if same_day else f"{session.ended_at:%Y-%m-%d %H:%M}"
+        return f"{when} ({session.end_reason})" if session.end_reason else when
+
+    @admin.display(description="has messages", boolean=True)
+    def has_messages(self, session):
+        return session.has_messages
+
+    @admin.display(description="title")
+    def short_title(self, session):
+        return Truncator(session.title or "").chars(60)
+
+    @admin.display(description="parent session")
+    def parent_link(self, session):
+        if not session.parent_session_id:
+            return "-"
+        url = session_change_url(session.parent_session_id)
+        return format_html('<a href="{}">{}</a>', url, session.parent_session_id)
+
+    @admin.display(description="child sessions")
+    def children_links(self, session):
+        if not session.pk:
+            return "-"
+        children = list(session.children.order_by("started_at").values_list("pk", flat=True)[: LINKED_CHILDREN + 1])
+        if not children:
+            return "-"
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            ((session_change_url(pk), pk) for pk in children[:LINKED_CHILDREN]),
+        )
+        if len(children) > LINKED_CHILDREN:
+            url = session_changelist_url(parent_session__exact=session.pk)
+            links = format_html('{}, <a href="{}">all child sessions…</a>', links, url)
+        return links
+
+    @admin.display(description="message rows")
+    def message_rows(self, session):
+        if not session.pk:
+            return "-"
+        rows = session.messages.count()
+        if rows <= INLINE_MESSAGES:
+            return format_html(
+                '{} (<a href="{}">open in the message list</a>)', rows, message_changelist_url(session.pk)
+            )
+        return format_html(
+            '{} — the first {} are shown below; <a href="{}">all {} in the message list</a>',
+            rows,
+            INLINE_MESSAGES,
+            message_changelist_url(session.pk),
+            rows,
+        )
+
+    @admin.action(description="Delete selected empty sessions", permissions=["delete"])
+    def delete_selected_empty_sessions(self, request, queryset):
+        result = delete_empty_sessions(queryset)
+        self.message_user(
+            request,
+            f"Deleted {result.deleted} empty session(s); kept {result.kept_with_messages} because they have messages.",
+            messages.SUCCESS if result.deleted else messages.WARNING,
+        )
+        if result.kept_with_children:
+            self.message_user(
+                request,
+                f"Also kept {result.kept_with_children} empty session(s) that child sessions continue.",
+                messages.WARNING,
+            )
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ["id", "session_link", "time", "role", "content_preview", "tool_name", "token_count"]
+    list_filter = ["role"]
+    raw_id_fields = ["session", "model"]
+    search_fields = ["=session__id"]
+    search_help_text = "Exact session id."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+
+    def get_list_display(self, request):
+        if self._one_session(request):  # the page title names the session
+            return [name for name in self.list_display if name != "session_link"]
+        return self.list_display
+
+    def get_ordering(self, request):
+        # Within one session: chronological, on the (session, timestamp, id) index. Across the
+        # whole table: newest first on the primary key (there is no index on timestamp alone).
+        return ["timestamp", "id"] if self._one_session(request) else ["-id"]
+
+    @staticmethod
+    def _one_session(request) -> bool:
+        return "session__exact" in request.GET
+
+    @admin.display(description="session", ordering="session_id")
+    def session_link(self, message):
+        url = session_change_url(message.session_id)
+        return format_html('<a href="{}">{}</a>', url, message.session_id)
+
+    @admin.display(description="time (UTC)", ordering="timestamp")
+    def time(self, message):
+        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="content")
+    def content_preview(self, message):
+        return Truncator(message.content or "").chars(160)

@@ -1,0 +1,341 @@
+"""The admin's empty-session analytics page (``admin:sessions_app_session_empty_rates``).
+
+One ``empty_session_rates`` call feeds the page's per-model table, ``?format=csv`` and
+``?format=json`` alike (the same numbers as ``manage.py empty_sessions``); one more grouped query
+(``empty_rate_trend``) feeds the trend chart, total and per model.
+"""
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Count, DateTimeField, Exists, F, OuterRef
+from django.db.models.functions import Collate, Trunc
+from django.http import HttpResponse, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views import View
+
+from agents_app.models import LanguageModel
+from sessions_app import charts, reporting
+from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates
+from sessions_app.models import Message, Session
+
+BUCKETS = {"day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
+FORMATS = ("html", "csv", "json")
+# The trend chart draws the total and the models with the most sessions: more lines than this
+# cannot be told apart. The per-model table below it lists every model.
+TREND_MODELS = 5
+# More buckets than this (about three years of days) are listed in the table but not drawn.
+MAX_TREND_BUCKETS = 1100
+
+
+class EmptyRatesForm(forms.Form):
+    """The page's GET filters; every field is optional."""
+
+    since = forms.CharField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Sessions started on or after (UTC).",
+    )
+    until = forms.CharField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Sessions started before (UTC, exclusive).",
+    )
+    source = forms.ChoiceField(required=False)
+    bucket = forms.ChoiceField(
+        required=False, choices=[("day", "day"), ("week", "week (from Monday)")], label="Trend per"
+    )
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "highest rate"), ("sessions", "most sessions"), ("key", "model name")],
+        label="Sort models by",
+    )
+    format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
+
+    def __init__(self, data, *, sources, **kwargs):
+        super().__init__(data, **kwargs)
+        self.fields["source"].choices = [("", "all sources"), *((source, source) for source in sources)]
+
+    def clean_since(self):
+        return _date_bound(self.cleaned_data["since"])
+
+    def clean_until(self):
+        return _date_bound(self.cleaned_data["until"])
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and _as_utc(since) >= _as_utc(until):
+            self.add_error("until", "Until must be after since.")
+        cleaned["bucket"] = cleaned.get("bucket") or "day"
+        cleaned["format"] = cleaned.get("format") or "html"
+        return cleaned
+
+
+@dataclass(frozen=True, order=True)
+class TrendPoint:
+    bucket: str  # ISO date of the bucket's first day (UTC), as in empty_session_rates
+    model: str  # model name, or NO_MODEL_KEY
+    sessions: int
+    empty: int
+
+
+def empty_rate_trend(
+    bucket: str, *, since=None, until=None, source=None, using: str = DEFAULT_DB_ALIAS
+) -> list[TrendPoint]:
+    """Sessions and empty sessions per (UTC day or week, model), in one grouped query.
+
+    Same conventions as ``empty_session_rates`` (emptiness by EXISTS on message rows, ``since``
+    inclusive, ``until`` exclusive, exact ``source``), so summing a bucket over its models gives
+    that report's ``--by day``/``week`` row.
+    """
+    sessions = Session.objects.using(using).order_by()
+    if since is not None:
+        sessions = sessions.filter(started_at__gte=_as_utc(since))
+    if until is not None:
+        sessions = sessions.filter(started_at__lt=_as_utc(until))
+    if source is not None:
+        sessions = sessions.filter(source=source)
+        connection = connections[using]
+        if connection.vendor == "mysql":  # the plain comparison is case-insensitive there
+            collation = "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin"
+            sessions = sessions.alias(exact_source=Collate(F("source"), collation)).filter(exact_source=source)
+    rows = (
+        sessions.annotate(bucket=Trunc("started_at", bucket, output_field=DateTimeField(), tzinfo=dt.UTC))
+        .values("bucket", "model__name")
+        .annotate(
+            sessions=Count("pk"),
+            empty=Count("pk", filter=~Exists(Message.objects.filter(session_id=OuterRef("pk")))),
+        )
+        .values_list("bucket", "model__name", "sessions", "empty")
+    )
+    return sorted(
+        TrendPoint(start.astimezone(dt.UTC).strftime("%Y-%m-%d"), model or NO_MODEL_KEY, count, empty)
+        for start, model, count, empty in rows
+    )
+
+
+class EmptyRatesView(View):
+    """The analytics page, and its CSV and JSON downloads (``?format=csv|json``)."""
+
+    model_admin = None
+    template_name = "admin/sessions_app/session/empty_rates.html"
+
+    def get(self, request):
+        if not self.model_admin.has_view_permission(request):
+            raise PermissionDenied
+        sources = Session.objects.order_by("source").values_list("source", flat=True).distinct()
+        form = EmptyRatesForm(request.GET, sources=sources)
+        wanted = request.GET.get("format") or "html"
+        report = None
+        if form.is_valid():
+            filters = {name: form.cleaned_data[name] or None for name in ("since", "until", "source")}
+            try:
+                report = empty_session_rates("model", **filters)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+        if report is None:
+            if wanted in ("csv", "json"):
+                return _error_response(wanted, form)
+            return self.render(request, form, None, {})
+        sort = form.cleaned_data["sort"]
+        if form.cleaned_data["format"] == "json":
+            exported = reporting.sorted_report(report, sort) if sort else report
+            return HttpResponse(reporting.report_json(exported), content_type="application/json")
+        if form.cleaned_data["format"] == "csv":
+            exported = reporting.sorted_report(report, sort) if sort else report
+            response = HttpResponse(content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = 'attachment; filename="empty-session-rates-by-model.csv"'
+            reporting.write_csv(exported, response)
+            return response
+        return self.render(request, form, report, filters)
+
+    def render(self, request, form, report, filters):
+        opts = self.model_admin.model._meta
+        context = {
+            **self.model_admin.admin_site.each_context(request),
+            "opts": opts,
+            "title": "Empty-session rates",
+            "form": form,
+            "report": report,
+            "has_filters": any(request.GET.get(name) for name in ("since", "until", "source")),
+        }
+        if report is not None:
+            context.update(self.report_context(request, form, report, filters))
+        return TemplateResponse(request, self.template_name, context)
+
+    def report_context(self, request, form, report, filters):
+        changelist = reverse("admin:sessions_app_session_changelist")
+        base_filters = _changelist_filters(filters)
+        model_ids = dict(LanguageModel.objects.filter(name__in=[r.key for r in report.rows]).values_list("name", "pk"))
+
+        def drill(key, **extra):
+            params = dict(base_filters, **extra)
+            if key in model_ids:
+                params["model__id__exact"] = model_ids[key]
+            elif key is not None:
+                params["model__isnull"] = "True"
+            return f"{changelist}?{urlencode(params)}"
+
+        rows = [
+            {
+                "key": row.key,
+                "sessions": row.sessions,
+                "empty": row.empty,
+                "rate": charts.percent(row.rate),
+                "bar": charts.rate_bar(row.rate),
+                "url": drill(row.key),
+                "empty_url": drill(row.key, empty="yes"),
+            }
+            for row in reporting.sort_rows(report.rows, form.cleaned_data["sort"] or "rate")
+        ]
+        # The model with the most empty sessions: the first thing an operator looks for.
+        worst = max(report.rows, key=lambda r: (r.empty, r.rate), default=None)
+        if worst is not None:
+            worst = {**worst.as_dict(), "rate": charts.percent(worst.rate), "url": drill(worst.key, empty="yes")}
+        bucket = form.cleaned_data["bucket"]
+        trend = self.trend_context(bucket, report, filters, base_filters, changelist)
+        query = request.GET.copy()
+        query.pop("format", None)
+        return {
+            "rows": rows,
+            "total_rate": charts.percent(report.total.rate),
+            "total_url": drill(None),
+            "total_empty_url": drill(None, empty="yes"),
+            "worst": worst,
+            "bucket": bucket,
+            "csv_url": "?" + urlencode({**query.dict(), "format": "csv"}),
+            "json_url": "?" + urlencode({**query.dict(), "format": "json"}),
+            **trend,
+        }
+
+    def trend_context(self, bucket, report, filters, base_filters, changelist):
+        points = empty_rate_trend(bucket, **filters)
+        totals = defaultdict(lambda: [0, 0])
+        per_model = defaultdict(dict)
+        for p in points:
+            totals[p.bucket][0] += p.sessions
+            totals[p.bucket][1] += p.empty
+            per_model[p.model][p.bucket] = (p.sessions, p.empty)
+        top = [r.key for r in reporting.sort_rows(report.rows, "sessions")[:TREND_MODELS]]
+        span = BUCKETS[bucket]
+        trend_rows = []
+        for label in sorted(totals):
+            sessions, empty = totals[label]
+            start = dt.datetime.fromisoformat(label).replace(tzinfo=dt.UTC)
+            # The bucket's range, within the page's own since/until.
+            bounds = [_as_utc(filters["until"]) if filters["until"] else None, _bucket_end(start, span)]
+            lower = max(start, _as_utc(filters["since"])) if filters["since"] else start
+            upper = min((bound for bound in bounds if bound), default=None)
+            params = {**base_filters, **_changelist_range(lower, upper)}
+            trend_rows.append(
+                {
+                    "bucket": label,
+                    "sessions": sessions,
+                    "empty": empty,
+                    "rate": charts.percent(empty / sessions),
+                    "models": [_cell(per_model[name].get(label)) for name in top],
+                    "empty_url": f"{changelist}?{urlencode({**params, 'empty': 'yes'})}",
+                }
+            )
+        context = {"trend_rows": trend_rows, "trend_models": top, "chart": "", "legend": "", "chart_note": ""}
+        if not trend_rows:
+            return context
+        first, last = trend_rows[0]["bucket"], trend_rows[-1]["bucket"]
+        count = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)) // span + 1
+        if count > MAX_TREND_BUCKETS:
+            # A stray session decades away (a bad import) would make a chart nobody can read.
+            context["chart_note"] = (
+                f"{count} {bucket}s from {first} to {last} are too many to draw: "
+                "choose a shorter date range or a trend per week."
+            )
+            return context
+        labels = _bucket_labels(first, last, span)
+        series = [charts.Series("All models", [tuple(totals[b]) if b in totals else None for b in labels], "total")]
+        series += [
+            charts.Series(name, [per_model[name].get(b) for b in labels], f"series-{i}") for i, name in enumerate(top)
+        ]
+        title = f"Empty-session rate per {bucket}, all models and the {len(top)} with the most sessions"
+        description = (
+            f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
+            f"Overall {charts.percent(report.total.rate)} of {report.total.sessions} sessions were empty."
+        )
+        context["chart"] = charts.line_chart(labels, series, title=title, description=description)
+        context["legend"] = charts.legend(series)
+        return context
+
+
+def _cell(point) -> str:
+    if not point or not point[0]:
+        return "-"
+    sessions, empty = point
+    return f"{charts.percent(empty / sessions)} ({empty}/{sessions})"
+
+
+def _date_bound(text: str):
+    if not text:
+        return None
+    try:
+        value = reporting.parse_date_bound(text)
+        _as_utc(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    except OverflowError:
+        raise ValidationError(f"{text!r} is out of range.") from None
+    return value
+
+
+def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
+    """The end of the bucket starting at ``start``; None (open) for the very last days of year 9999."""
+    try:
+        return start + span
+    except OverflowError:
+        return None
+
+
+def _as_utc(value: dt.date | dt.datetime) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+
+
+def _bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
+    """Every bucket from ``first`` to ``last``, those without sessions included (gaps on the chart)."""
+    day, end, labels = dt.date.fromisoformat(first), dt.date.fromisoformat(last), []
+    while day <= end:
+        labels.append(day.isoformat())
+        day += step
+    return labels
+
+
+def _changelist_filters(filters: dict) -> dict:
+    """The session changelist's own query parameters for the page's filters."""
+    params = _changelist_range(filters.get("since"), filters.get("until"))
+    if filters.get("source"):
+        params["source"] = filters["source"]
+    return params
+
+
+def _changelist_range(since, until) -> dict:
+    """``started_at__gte``/``__lt``: the session changelist's DateFieldListFilter parameters."""
+    params = {}
+    if since is not None:
+        params["started_at__gte"] = _as_utc(since).isoformat(sep=" ")
+    if until is not None:
+        params["started_at__lt"] = _as_utc(until).isoformat(sep=" ")
+    return params
+
+
+def _error_response(wanted: str, form: EmptyRatesForm) -> HttpResponse:
+    errors = {field: [str(message) for message in messages] for field, messages in form.errors.items()}
+    if wanted == "json":
+        return JsonResponse({"errors": errors}, status=400)
+    text = "\n".join(f"{field}: {message}" for field, messages in errors.items() for message in messages)
+    return HttpResponse(text + "\n", status=400, content_type="text/plain; charset=utf-8")

@@ -1,0 +1,166 @@
+"""Server-side SVG charts for the admin: no JavaScript, no external requests.
+
+Shapes carry CSS classes, not colours: ``static/sessions_app/empty_rates.css`` colours them with
+the admin's CSS variables, so the charts follow the admin's light and dark themes. Every text
+that comes from data (model names, dates) goes through ``format_html``/``escape``.
+"""
+
+from dataclasses import dataclass
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.text import Truncator
+
+WIDTH, HEIGHT = 960, 320
+LEFT, RIGHT, TOP, BOTTOM = 56, 44, 16, 40
+# Y-axis tops to choose from (rates as fractions): the smallest that fits the data.
+Y_TOPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1.0)
+X_TICKS = 8
+LEGEND_CHARS = 48
+MODEL_MARKERS = 31  # model lines get hoverable markers up to this many buckets (the total always)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: a name for the legend, and per x label a (sessions, empty) pair or None (no data)."""
+
+    name: str
+    points: list[tuple[int, int] | None]
+    css_class: str
+
+
+def percent(rate: float) -> str:
+    return f"{rate * 100:.1f}%"
+
+
+def rate_bar(rate: float) -> SafeString:
+    """A horizontal bar of ``rate`` (0..1) filling a table cell; decorative, the cell beside holds the number."""
+    width = f"{max(0.0, min(rate, 1.0)) * 100:.2f}"
+    return format_html(
+        '<svg class="rate-bar" viewBox="0 0 100 10" preserveAspectRatio="none" aria-hidden="true" focusable="false">'
+        '<rect class="rate-bar-track" x="0" y="0" width="100" height="10"></rect>'
+        '<rect class="rate-bar-fill" x="0" y="0" width="{}" height="10"></rect></svg>',
+        width,
+    )
+
+
+def line_chart(labels: list[str], series: list[Series], *, title: str, description: str) -> SafeString:
+    """A line chart of empty rates over ``labels`` (time buckets); gaps where a bucket has no sessions.
+
+    The SVG is ``role="img"`` with ``aria-label``, ``<title>`` and ``<desc>``; each marker has a
+    ``<title>`` with its numbers. Returns an empty string when there is nothing to draw.
+    """
+    if not labels or not any(point for s in series for point in s.points):
+        return mark_safe("")
+    top = _y_top(series)
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    step = plot_w / max(len(labels) - 1, 1)
+
+    def x(i: int) -> float:
+        return LEFT + (i * step if len(labels) > 1 else plot_w / 2)
+
+    def y(rate: float) -> float:
+        return TOP + plot_h * (1 - min(rate / top, 1.0))
+
+    parts = [_grid(top, y), _x_axis(labels, x)]
+    for s in series:
+        parts.append(_line(s, x, y))
+        if s.css_class == "total" or len(labels) <= MODEL_MARKERS:
+            parts.append(_markers(s, labels, x, y))
+    return format_html(
+        '<svg class="trend-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" '
+        'xmlns="http://www.w3.org/2000/svg"><title>{title}</title><desc>{desc}</desc>{body}</svg>',
+        w=WIDTH,
+        h=HEIGHT,
+        title=title,
+        desc=description,
+        body=mark_safe("".join(parts)),  # noqa: S308 - every part is built with format_html
+    )
+
+
+def legend(series: list[Series]) -> SafeString:
+    """An HTML legend (a list) for ``series``; long names are cut, the full name is in the tooltip."""
+    return format_html(
+        '<ul class="trend-legend">{}</ul>',
+        format_html_join(
+            "",
+            '<li title="{}"><svg viewBox="0 0 24 8" aria-hidden="true" focusable="false">'
+            '<line class="series {}" x1="0" y1="4" x2="24" y2="4"></line></svg>{}</li>',
+            ((s.name, s.css_class, Truncator(s.name).chars(LEGEND_CHARS)) for s in series),
+        ),
+    )
+
+
+def _n(value: float) -> str:
+    """A coordinate with one decimal: short SVG, no visible rounding."""
+    return f"{value:.1f}"
+
+
+def _y_top(series: list[Series]) -> float:
+    highest = max((empty / sessions for s in series for p in s.points if p for sessions, empty in [p]), default=0)
+    return next((top for top in Y_TOPS if highest <= top), 1.0)
+
+
+def _grid(top: float, y) -> str:
+    lines = []
+    for i in range(5):
+        rate = top * i / 4
+        lines.append(
+            format_html(
+                '<line class="grid" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}"></line>'
+                '<text class="axis-label" x="{tx}" y="{ty}" text-anchor="end">{label}</text>',
+                x1=LEFT,
+                x2=WIDTH - RIGHT,
+                y=_n(y(rate)),
+                tx=LEFT - 6,
+                ty=_n(y(rate) + 4),
+                label=f"{rate * 100:g}%",
+            )
+        )
+    return "".join(lines)
+
+
+def _x_axis(labels: list[str], x) -> str:
+    every = max(1, -(-len(labels) // X_TICKS))
+    ticks = list(range(0, len(labels), every))
+    return "".join(
+        format_html(
+            '<line class="tick" x1="{x}" y1="{y1}" x2="{x}" y2="{y2}"></line>'
+            '<text class="axis-label" x="{x}" y="{ty}" text-anchor="middle">{label}</text>',
+            x=_n(x(i)),
+            y1=HEIGHT - BOTTOM,
+            y2=HEIGHT - BOTTOM + 5,
+            ty=HEIGHT - BOTTOM + 20,
+            label=labels[i],
+        )
+        for i in ticks
+    )
+
+
+def _line(s: Series, x, y) -> str:
+    """A path broken into strokes at every bucket without sessions; a lone point becomes a dot
+    (a zero-length stroke, drawn by the round line cap)."""
+    strokes, stroke = [], []
+    for i, point in enumerate([*s.points, None]):
+        if point and point[0]:
+            stroke.append(f"{x(i):.1f},{y(point[1] / point[0]):.1f}")
+        elif stroke:
+            strokes.append("M" + " L".join(stroke) + (" h0" if len(stroke) == 1 else ""))
+            stroke = []
+    if not strokes:
+        return ""
+    return format_html('<path class="series {}" d="{}"></path>', s.css_class, " ".join(strokes))
+
+
+def _markers(s: Series, labels: list[str], x, y) -> str:
+    return "".join(
+        format_html(
+            '<circle class="marker {cls}" cx="{cx}" cy="{cy}" r="3"><title>{text}</title></circle>',
+            cls=s.css_class,
+            cx=_n(x(i)),
+            cy=_n(y(point[1] / point[0])),
+            text=f"{s.name}, {labels[i]}: {point[1]} of {point[0]} empty ({percent(point[1] / point[0])})",
+        )
+        for i, point in enumerate(s.points)
+        if point and point[0]
+    )

@@ -1,0 +1,98 @@
+"""The LanguageModel changelist: per-model session counts, empty counts and rates in one query."""
+
+import datetime as dt
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents_app.agent import Agent
+from agents_app.models import LanguageModel
+
+URL = "/admin/agents_app/languagemodel/"
+XSS = "<script>alert(1)</script>"
+
+
+@pytest.fixture(autouse=True)
+def plain_http(settings):
+    settings.SECURE_SSL_REDIRECT = False
+
+
+def speak(model: str) -> str:
+    agent = Agent(model, "cli")
+    agent.add_message("user", "hi")
+    agent.flush()
+    return agent.session_id
+
+
+@pytest.fixture
+def models(legacy_session):
+    """gpt: 4 sessions, 1 empty (25%); opus: 2 sessions, 2 empty (100%); xss: 1, 0 (0%); idle: none."""
+    for _ in range(3):
+        speak("openai/gpt-5")
+    legacy_session("openai/gpt-5")
+    legacy_session("anthropic/claude-opus-4.6")
+    legacy_session("anthropic/claude-opus-4.6")
+    speak("local/" + XSS)
+    LanguageModel.objects.create(name="idle/never-used")
+
+
+def rows(response):
+    return [(m.name, m.session_count, m.empty_count) for m in response.context["cl"].result_list]
+
+
+def test_counts_rates_and_links(admin_client, models):
+    response = admin_client.get(URL)
+    assert response.status_code == 200
+    assert rows(response) == [
+        ("anthropic/claude-opus-4.6", 2, 2),
+        ("idle/never-used", 0, 0),
+        ("local/" + XSS, 1, 0),
+        ("openai/gpt-5", 4, 1),
+    ]
+    content = response.content.decode()
+    for rate in ("100.0%", "25.0%", "0.0%"):
+        assert f'<td class="field-empty_rate_percent">{rate}</td>' in content
+    assert XSS not in content and "&lt;script&gt;" in content
+    gpt = LanguageModel.objects.get(name="openai/gpt-5")
+    sessions_link = f"/admin/sessions_app/session/?model__id__exact={gpt.pk}"
+    assert f'href="{sessions_link}"' in content
+    assert f'href="{sessions_link}&amp;empty=yes"' in content
+    listed = admin_client.get(sessions_link + "&empty=yes")
+    assert len(listed.context["cl"].result_list) == 1
+
+
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("3", ["idle/never-used", "local/" + XSS, "anthropic/claude-opus-4.6", "openai/gpt-5"]),  # sessions
+        ("-4", ["anthropic/claude-opus-4.6", "openai/gpt-5"]),  # empty sessions, most first
+        ("-5", ["anthropic/claude-opus-4.6", "openai/gpt-5"]),  # empty rate, highest first
+    ],
+)
+def test_sortable_by_each_count(admin_client, models, order, expected):
+    # "o" counts list_display columns from 1 after the action checkbox (0): name 1, provider 2, ...
+    names = [name for name, *_ in rows(admin_client.get(URL, {"o": order}))]
+    assert len(names) == 4  # no join multiplying the rows
+    assert names[: len(expected)] == expected
+
+
+def test_one_query_whatever_the_number_of_models(admin_client, legacy_session):
+    legacy_session("a/1")
+    admin_client.get(URL)  # warm the content-type cache
+    with CaptureQueriesContext(connection) as few:
+        admin_client.get(URL)
+    for i in range(20):
+        legacy_session(f"many/{i}", started_at=dt.datetime(2026, 2, 1 + i % 20, tzinfo=dt.UTC))
+    with CaptureQueriesContext(connection) as many:
+        response = admin_client.get(URL)
+    assert len(response.context["cl"].result_list) == 21
+    assert len(many) == len(few)
+    # The page count and the provider filter never join the session table.
+    counting = [q["sql"] for q in many.captured_queries if "COUNT(*)" in q["sql"].upper()]
+    assert counting and all("sessions_app_session" not in sql for sql in counting)
+
+
+def test_staff_without_permission_cannot_list(client, django_user_model, models):
+    client.force_login(django_user_model.objects.create_user("staff", password="pw", is_staff=True))
+    assert client.get(URL).status_code == 403

@@ -1,0 +1,117 @@
+"""End to end in a real browser: headless Chromium (Debian's ``chromium``) driven by Playwright
+against pytest-django's ``live_server``. Skips where Playwright or Chromium is missing, and fails
+instead under HERMES_STRICT=1 (CI installs both).
+
+Screenshots go to ``test-artifacts/`` (git-ignored), kept as CI artefacts.
+"""
+
+import contextlib
+import os
+import re
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from pytest_django.live_server_helper import LiveServer
+
+from tests.conftest import skip_or_fail
+from tests.sessions_app.test_admin import FORMULA, GPT, OPUS, XSS, build_world
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("HERMES_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts"
+
+
+@contextlib.contextmanager
+def chromium():
+    """A Playwright browser on the system's Chromium. Started only after the test's data is
+    written: Playwright's sync API runs an event loop, inside which Django refuses ORM calls."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("Playwright for Python is not installed (pip install playwright==1.65.2)")
+    if not Path(CHROMIUM).is_file():
+        skip_or_fail(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set HERMES_CHROMIUM)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def http_live_server(transactional_db, settings):
+    """pytest-django's live server, speaking plain HTTP (no HTTPS redirect, cookies without TLS).
+
+    Started here rather than through the session-wide ``live_server`` fixture because
+    SecurityMiddleware reads SECURE_SSL_REDIRECT once, when the server starts: the settings
+    must be overridden first.
+    """
+    settings.SECURE_SSL_REDIRECT = False
+    settings.SESSION_COOKIE_SECURE = False
+    settings.CSRF_COOKIE_SECURE = False
+    settings.ALLOWED_HOSTS = ["localhost"]
+    server = LiveServer("localhost")
+    yield server
+    server.stop()
+
+
+def test_operator_logs_in_and_reads_the_empty_rates(http_live_server, legacy_session, django_user_model):
+    build_world(legacy_session)
+    django_user_model.objects.create_superuser("operator", password="a long test password")
+    base = http_live_server.url
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with chromium() as browser:
+        for scheme in ("light", "dark"):
+            context = browser.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            requested = []
+            page.on("request", lambda request, requested=requested: requested.append(request.url))
+
+            page.goto(f"{base}/admin/")
+            page.fill("#id_username", "operator")
+            page.fill("#id_password", "a long test password")
+            page.click("input[type=submit]")
+            page.click("#hermes-analytics a")  # the index's link to the page
+            page.wait_for_url(re.compile(r"/admin/sessions_app/session/empty-rates/$"))
+
+            assert page.inner_text(".rates-big") == "66.7%"  # 8 of 12 sessions are empty
+            rows = page.locator(".rates-module").first.locator("tbody tr")
+            table = {}
+            for i in range(rows.count()):
+                cells = rows.nth(i).locator("th, td").all_inner_texts()
+                table[cells[0]] = tuple(cells[1:4])
+            assert table == {
+                GPT: ("5", "2", "40.0%"),
+                OPUS: ("4", "3", "75.0%"),
+                "(none)": ("1", "1", "100.0%"),
+                XSS: ("1", "1", "100.0%"),  # shown as text, not run
+                FORMULA: ("1", "1", "100.0%"),
+            }
+            assert page.evaluate("window.__xss === undefined && !document.querySelector('body script[src=x]')")
+
+            chart = page.locator("svg.trend-chart")
+            assert chart.get_attribute("role") == "img"
+            box = chart.bounding_box()
+            assert box["width"] > 400 and box["height"] > 100
+            # The total line and one line per model (five here) were laid out.
+            widths = page.eval_on_selector_all("svg.trend-chart path.series", "ps => ps.map(p => p.getBBox().width)")
+            assert len(widths) == 6 and widths[0] > 0
+            stroke = page.eval_on_selector("svg.trend-chart path.total", "p => getComputedStyle(p).stroke")
+            assert stroke == ("rgb(51, 51, 51)" if scheme == "light" else "rgb(238, 238, 238)")  # --body-fg
+
+            page.screenshot(path=str(ARTIFACTS / f"empty-rates-{scheme}.png"), full_page=True)
+            assert all(url.startswith(base) for url in requested), "no request may leave the site"
+            context.close()

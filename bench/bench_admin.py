@@ -1,0 +1,207 @@
+"""The admin at scale: page times and query counts on the database bench/generate.py filled.
+
+    .venv/bin/python bench/generate.py --sessions 1000000 --reset   # once
+    .venv/bin/python bench/bench_admin.py [--repeat 5]
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/hermes_bench .venv/bin/python bench/bench_admin.py
+
+Requests each page with django.test.Client as a superuser (production settings, DEBUG off): the
+session changelist (first page; filtered by the busiest model; filtered by ?empty=yes; both, the
+analytics page's drill-down link), the LanguageModel changelist and the analytics page
+(/admin/sessions_app/session/empty-rates/). For each: the median time of --repeat requests after
+a warm-up, the number of queries and the time Django's debug cursor saw in them (execute() only:
+SQLite hands grouped rows out while they are fetched, so this can undercount; CaptureQueriesContext,
+one extra request), and every query that counts rows. Goals: each page under 1 s on SQLite, at most 10
+queries, and no full-table COUNT(*) on unfiltered pages on PostgreSQL (where the planner's
+estimate is used instead). Prints the peak RSS. Exit status 0 unless it crashes.
+"""
+
+import argparse
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.generate import peak_rss_mib, use_bench_database
+
+USERNAME = "bench-admin"
+MAX_QUERIES = 10
+MAX_SECONDS = 1.0
+# A COUNT over the session or message table with no WHERE clause: a full-table count.
+FULL_COUNT = re.compile(
+    r'SELECT COUNT\(\*\) AS "__count" FROM "sessions_app_(session|message)"\s*$', re.IGNORECASE | re.DOTALL
+)
+
+
+def pages() -> list[tuple[str, str, bool]]:
+    """(label, URL, unfiltered) for every page to time."""
+    from django.db.models import Count
+    from django.urls import reverse
+
+    from sessions_app.models import Session
+
+    busiest = Session.objects.order_by().values("model").annotate(n=Count("pk")).order_by("-n")[0]["model"]
+    sessions = reverse("admin:sessions_app_session_changelist")
+    return [
+        ("session changelist", sessions, True),
+        ("  filtered by model", f"{sessions}?model__id__exact={busiest}", False),
+        ("  filtered by empty", f"{sessions}?empty=yes", False),
+        ("  by model and empty", f"{sessions}?model__id__exact={busiest}&empty=yes", False),
+        ("LanguageModel changelist", reverse("admin:agents_app_languagemodel_changelist"), True),
+        ("analytics page", reverse("admin:sessions_app_session_empty_rates"), True),
+    ]
+
+
+def superuser_client():
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user, _ = get_user_model().objects.update_or_create(
+        username=USERNAME, defaults={"is_staff": True, "is_superuser": True, "is_active": True}
+    )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def get(client, url: str):
+    response = client.get(url, secure=True)  # production settings redirect plain HTTP to HTTPS
+    if response.status_code != 200:
+        raise SystemExit(f"GET {url} answered {response.status_code}")
+    return response
+
+
+def measure(client, url: str, repeat: int) -> dict:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    get(client, url)  # warm-up: caches, templates, the session of the login
+    with CaptureQueriesContext(connection) as captured:
+        get(client, url)
+    queries = list(captured.captured_queries)  # read now: the next request resets the log
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        get(client, url)
+        times.append(time.perf_counter() - start)
+    return {
+        "median": statistics.median(times),
+        "queries": len(queries),
+        "sql_time": sum(float(q["time"]) for q in queries),
+        "slowest": max(queries, key=lambda q: float(q["time"])) if queries else None,
+        "counts": [q for q in queries if "COUNT(" in q["sql"].upper()],
+        "all": queries,
+    }
+
+
+def short(sql: str, limit: int = 220) -> str:
+    sql = " ".join(sql.split())
+    return sql if len(sql) <= limit else sql[: limit - 3] + "..."
+
+
+def run_pages(client, page_list, repeat: int, verbose: bool, vendor: str) -> list[str]:
+    """Time and print each page; returns the goals it missed."""
+    problems = []
+    for label, url, unfiltered in page_list:
+        result = measure(client, url, repeat)
+        ok = result["median"] < MAX_SECONDS and result["queries"] <= MAX_QUERIES
+        print(
+            f"{label:<28} {result['median']:>7.3f}s {result['queries']:>8} {result['sql_time']:>7.3f}s  "
+            f"{'ok' if ok else 'MISSED'}"
+        )
+        for query in result["counts"]:
+            full = bool(FULL_COUNT.search(" ".join(query["sql"].split())))
+            print(f"      count {float(query['time']):.3f}s{' FULL-TABLE' if full else ''}: {short(query['sql'])}")
+            if full and unfiltered and vendor == "postgresql":
+                problems.append(f"{label.strip()}: full-table count")
+        slowest = result["slowest"]
+        if slowest is not None and float(slowest["time"]) > 0.1 and slowest not in result["counts"]:
+            print(f"      slowest {float(slowest['time']):.3f}s: {short(slowest['sql'])}")
+        if not ok:
+            problems.append(f"{label.strip()}: {result['median']:.3f}s, {result['queries']} queries")
+        if verbose:
+            for query in result["all"]:
+                print(f"        {float(query['time']):.3f}s {short(query['sql'], 400)}")
+    return problems
+
+
+def try_fixes(client, repeat: int, vendor: str) -> None:
+    """Time proposed admin changes, patched in for this process only."""
+    import datetime as dt
+
+    from django.contrib import admin
+    from django.db.models import Max
+    from django.urls import reverse
+    from django.utils.functional import cached_property
+
+    from sessions_app.models import Session
+    from sessions_app.paginators import EXACT_COUNT_BELOW, EstimatedCountPaginator
+
+    class CappedCountPaginator(EstimatedCountPaginator):
+        """Filtered lists count at most CAP + 1 rows (the page would say "more than 10,000")."""
+
+        cap = 10_000
+
+        @cached_property
+        def count(self):
+            estimate = self._planner_estimate()
+            if estimate is not None and estimate >= EXACT_COUNT_BELOW:
+                return estimate
+            return self.object_list.order_by().values("pk")[: self.cap + 1].count()
+
+    session_admin = admin.site._registry[Session]
+    saved = session_admin.paginator, session_admin.list_filter
+    session_admin.paginator = CappedCountPaginator
+    session_admin.list_filter = [f for f in session_admin.list_filter if f != "end_reason"]
+    print("proposed fixes (patched in for this run only):")
+    print("  session changelist with a capped count for filtered lists and no end_reason filter")
+    print("  (its choices are a DISTINCT over the whole table on every load; fixed choices need no query):")
+    try:
+        run_pages(client, pages()[:4], repeat, False, vendor)  # the session changelist pages
+    finally:
+        session_admin.paginator, session_admin.list_filter = saved
+    last = Session.objects.aggregate(last=Max("started_at"))["last"]
+    since = (last - dt.timedelta(days=30)).date().isoformat()
+    print(f"  analytics page limited to the last 30 days of the data (?since={since}), e.g. as its default:")
+    run_pages(client, [("analytics page, 30 days", f"{reverse('admin:sessions_app_session_empty_rates')}?since={since}",
+                        False)], repeat, False, vendor)  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=5, help="Timed requests per page (default %(default)s).")
+    parser.add_argument("--verbose", action="store_true", help="Print every query of every page.")
+    parser.add_argument("--try-fixes", action="store_true", help="Also time proposed admin changes.")
+    args = parser.parse_args()
+    use_bench_database()
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from sessions_app.models import Message, Session
+
+    setup_test_environment()  # the test client's host name, and no e-mail
+    sessions = Session.objects.count()
+    if not sessions:
+        print("the benchmark database is empty: run bench/generate.py first", file=sys.stderr)
+        return 1
+    messages = Message.objects.order_by().values("pk").count()
+    client = superuser_client()
+    print(
+        f"admin on {connection.vendor} ({connection.settings_dict['NAME']}): {sessions:,} sessions, "
+        f"{messages:,} messages; median of {args.repeat} requests after a warm-up"
+    )
+    print(
+        f"{'page':<28} {'median':>8} {'queries':>8} {'execute':>8}  "
+        f"goals (< {MAX_SECONDS:g} s, <= {MAX_QUERIES} queries)"
+    )
+    problems = run_pages(client, pages(), args.repeat, args.verbose, connection.vendor)
+    print("goals: " + ("all met" if not problems else "missed - " + "; ".join(problems)))
+    if args.try_fixes:
+        try_fixes(client, args.repeat, connection.vendor)
+    print(f"peak RSS {peak_rss_mib():.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -250,7 +250,11 @@ def test_ids_holding_admin_escape_sequences_open_and_link(admin_client, db):
     stamp = dt.datetime(2026, 11, 30, 22, 40, 59, tzinfo=dt.UTC)
     append_messages(parent, [{"role": "user", "content": "hi", "timestamp": stamp}], model=GPT, source="cli")
     append_messages(
-        child, [{"role": "user", "content": "more", "timestamp": stamp}], model=GPT, source="cli", parent_session_id=parent
+        child,
+        [{"role": "user", "content": "more", "timestamp": stamp}],
+        model=GPT,
+        source="cli",
+        parent_session_id=parent,
     )
     page = admin_client.get(change_url(parent))
     assert page.status_code == 200 and page.context["original"].pk == parent

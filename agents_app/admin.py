@@ -6,7 +6,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 from django.urls import reverse
 from django.utils.html import format_html
 
-from agents_app.models import LanguageModel
+from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.models import Message, Session
 
 
@@ -66,3 +66,28 @@ class LanguageModelAdmin(admin.ModelAdmin):
     def empty_rate_percent(self, model):
         rate = model.empty_count / model.session_count if model.session_count else 0.0
         return f"{rate * 100:.1f}%"
+
+
+@admin.register(AbandonedAgentTally)
+class AbandonedAgentTallyAdmin(admin.ModelAdmin):
+    """The abandoned-agent tally, read-only: agents write it, ``prune_empty_sessions`` trims it."""
+
+    list_display = ["day", "model", "source", "end_reason", "count"]
+    list_filter = [("day", admin.DateFieldListFilter), "end_reason", "source", "model"]
+    list_select_related = ["model"]
+    search_fields = ["=model__name", "=source"]
+    search_help_text = "Exact model name or source."
+    date_hierarchy = "day"
+    ordering = ["-day", "model__name", "source", "end_reason"]
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+
+    def lookup_allowed(self, lookup, value, request=None):
+        # The analytics page links here with ?model__name=<name>: a model's name is its key there.
+        return lookup == "model__name" or super().lookup_allowed(lookup, value, request)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

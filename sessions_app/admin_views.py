@@ -2,7 +2,9 @@
 
 One ``empty_session_rates`` call feeds the page's per-model table, ``?format=csv`` and
 ``?format=json`` alike (the same numbers as ``manage.py empty_sessions``); one more grouped query
-(``empty_rate_trend``) feeds the trend chart, total and per model.
+(``empty_rate_trend``) feeds the trend chart, total and per model. Two small queries on the
+abandoned-agent tally (``abandoned_agent_counts``, per model and per bucket) feed the "ended
+without a message" section and the chart's second series.
 """
 
 import datetime as dt
@@ -20,7 +22,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
-from agents_app.models import LanguageModel
+from agents_app.analytics import abandoned_agent_counts, with_abandoned
+from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
 from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates
 from sessions_app.models import Message, Session
@@ -201,6 +204,7 @@ class EmptyRatesView(View):
         if worst is not None:
             worst = {**worst.as_dict(), "rate": charts.percent(worst.rate), "url": drill(worst.key, empty="yes")}
         bucket = form.cleaned_data["bucket"]
+        abandoned = self.abandoned_context(report, filters)
         trend = self.trend_context(bucket, report, filters, base_filters, changelist)
         query = request.GET.copy()
         query.pop("format", None)
@@ -213,7 +217,44 @@ class EmptyRatesView(View):
             "bucket": bucket,
             "csv_url": "?" + urlencode({**query.dict(), "format": "csv"}),
             "json_url": "?" + urlencode({**query.dict(), "format": "json"}),
+            **abandoned,
             **trend,
+        }
+
+    def abandoned_context(self, report, filters):
+        """The "ended without a message" section: the abandoned-agent tally per model, beside the
+        sessions those models started (abandoned / (abandoned + sessions))."""
+        joined = with_abandoned(report, abandoned_agent_counts("model", **filters))
+        tally_url = reverse("admin:agents_app_abandonedagenttally_changelist")
+        params = {}
+        if filters.get("source"):
+            params["source"] = filters["source"]
+        if filters.get("since"):
+            params["day__gte"] = _as_utc(filters["since"]).date().isoformat()
+        if filters.get("until"):
+            params["day__lt"] = _as_utc(filters["until"]).date().isoformat()
+        rows = [
+            {
+                "key": row.key,
+                "agents": row.agents,
+                "abandoned": row.abandoned,
+                "rate": charts.percent(row.rate),
+                "bar": charts.rate_bar(row.rate),
+                "reasons": ", ".join(
+                    f"{reason} {count}" for reason, count in sorted(row.reasons.items(), key=lambda i: (-i[1], i[0]))
+                ),
+                "url": f"{tally_url}?{urlencode({**params, 'model__name': row.key})}",
+            }
+            for row in reporting.sort_rows([r for r in joined.rows if r.abandoned], "rate")
+        ]
+        return {
+            "abandoned_rows": rows,
+            "abandoned_total": joined.total,
+            "abandoned_rate": charts.percent(joined.total.rate),
+            "silent_rate": charts.percent(joined.total.silent_rate),
+            "tally_url": f"{tally_url}?{urlencode(params)}" if params else tally_url,
+            "can_view_tally": self.model_admin.admin_site.is_registered(AbandonedAgentTally)
+            and self.request.user.has_perm("agents_app.view_abandonedagenttally"),
         }
 
     def trend_context(self, bucket, report, filters, base_filters, changelist):
@@ -224,11 +265,15 @@ class EmptyRatesView(View):
             totals[p.bucket][0] += p.sessions
             totals[p.bucket][1] += p.empty
             per_model[p.model][p.bucket] = (p.sessions, p.empty)
+        abandoned = {key: sum(reasons.values()) for key, reasons in abandoned_agent_counts(bucket, **filters).items()}
+        for key in abandoned:
+            totals[key]  # a bucket with abandoned agents but no session still gets its row
         top = [r.key for r in reporting.sort_rows(report.rows, "sessions")[:TREND_MODELS]]
         span = BUCKETS[bucket]
         trend_rows = []
         for label in sorted(totals):
             sessions, empty = totals[label]
+            agents = sessions + abandoned.get(label, 0)
             start = dt.datetime.fromisoformat(label).replace(tzinfo=dt.UTC)
             # The bucket's range, within the page's own since/until.
             bounds = [_as_utc(filters["until"]) if filters["until"] else None, _bucket_end(start, span)]
@@ -240,7 +285,9 @@ class EmptyRatesView(View):
                     "bucket": label,
                     "sessions": sessions,
                     "empty": empty,
-                    "rate": charts.percent(empty / sessions),
+                    "rate": charts.percent(empty / sessions) if sessions else "-",
+                    "abandoned": abandoned.get(label, 0),
+                    "abandoned_rate": charts.percent(abandoned.get(label, 0) / agents) if agents else "-",
                     "models": [_cell(per_model[name].get(label)) for name in top],
                     "empty_url": f"{changelist}?{urlencode({**params, 'empty': 'yes'})}",
                 }
@@ -259,10 +306,23 @@ class EmptyRatesView(View):
             return context
         labels = _bucket_labels(first, last, span)
         series = [charts.Series("All models", [tuple(totals[b]) if b in totals else None for b in labels], "total")]
+        if abandoned:
+            # Agents that ended without a message, over all agents seen: where the empty rate falls
+            # to zero after the fix, this line carries the "fails before speaking" signal on.
+            series.append(
+                charts.Series(
+                    "Abandoned agents, all models",
+                    [(totals[b][0] + abandoned[b], abandoned[b]) if b in abandoned else None for b in labels],
+                    "abandoned",
+                    noun="abandoned",
+                )
+            )
         series += [
             charts.Series(name, [per_model[name].get(b) for b in labels], f"series-{i}") for i, name in enumerate(top)
         ]
         title = f"Empty-session rate per {bucket}, all models and the {len(top)} with the most sessions"
+        if abandoned:
+            title += ", and the abandoned-agent rate"
         description = (
             f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
             f"Overall {charts.percent(report.total.rate)} of {report.total.sessions} sessions were empty."

@@ -14,7 +14,7 @@ from django.utils.text import Truncator
 WIDTH, HEIGHT = 960, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 44, 16, 40
 # Y-axis tops to choose from (rates as fractions): the smallest that fits the data.
-Y_TOPS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.25, 0.5, 0.75, 1.0)
+Y_TOPS = (0.01, 0.02, 0.04, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)  # quarters of these are round numbers
 X_TICKS = 8
 LEGEND_CHARS = 48
 MODEL_MARKERS = 31  # model lines get hoverable markers up to this many buckets (the total always)
@@ -22,11 +22,13 @@ MODEL_MARKERS = 31  # model lines get hoverable markers up to this many buckets 
 
 @dataclass(frozen=True)
 class Series:
-    """One line: a name for the legend, and per x label a (sessions, empty) pair or None (no data)."""
+    """One line: a name for the legend, and per x label a (whole, part) pair or None (no data),
+    e.g. (sessions, empty sessions); ``noun`` names the part in the markers' tooltips."""
 
     name: str
     points: list[tuple[int, int] | None]
     css_class: str
+    noun: str = "empty"
 
 
 def percent(rate: float) -> str:
@@ -65,7 +67,7 @@ def line_chart(labels: list[str], series: list[Series], *, title: str, descripti
     parts = [_grid(top, y), _x_axis(labels, x)]
     for s in series:
         parts.append(_line(s, x, y))
-        if s.css_class == "total" or len(labels) <= MODEL_MARKERS:
+        if s.css_class in ("total", "abandoned") or len(labels) <= MODEL_MARKERS:
             parts.append(_markers(s, labels, x, y))
     return format_html(
         '<svg class="trend-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" '
@@ -97,7 +99,7 @@ def _n(value: float) -> str:
 
 
 def _y_top(series: list[Series]) -> float:
-    highest = max((empty / sessions for s in series for p in s.points if p for sessions, empty in [p]), default=0)
+    highest = max((part / whole for s in series for p in s.points if p and p[0] for whole, part in [p]), default=0)
     return next((top for top in Y_TOPS if highest <= top), 1.0)
 
 
@@ -159,7 +161,7 @@ def _markers(s: Series, labels: list[str], x, y) -> str:
             cls=s.css_class,
             cx=_n(x(i)),
             cy=_n(y(point[1] / point[0])),
-            text=f"{s.name}, {labels[i]}: {point[1]} of {point[0]} empty ({percent(point[1] / point[0])})",
+            text=f"{s.name}, {labels[i]}: {point[1]} of {point[0]} {s.noun} ({percent(point[1] / point[0])})",
         )
         for i, point in enumerate(s.points)
         if point and point[0]

@@ -1,6 +1,7 @@
 """Rendering of empty-session reports as JSON, CSV and text tables, shared by the command and the admin.
 
-Every renderer takes an ``analytics.EmptySessionReport`` and shows the same numbers; none queries.
+Every renderer takes an ``analytics.EmptySessionReport`` (or, for the abandoned-agent columns, an
+``agents_app.analytics.AbandonedAgentReport``) and shows the same numbers; none queries.
 """
 
 import csv
@@ -77,16 +78,77 @@ def format_table(report: EmptySessionReport, *, sort: str = "rate", width: int =
         return f"No sessions{_describe_filters(report.filters)}."
     header = [report.by, "sessions", "empty", "rate"]
     cells = [[row.key, str(row.sessions), str(row.empty), format_percent(row.rate)] for row in [*rows, report.total]]
-    number_widths = [max(len(header[i]), *(len(line[i]) for line in cells)) for i in (1, 2, 3)]
-    room = width - sum(number_widths) - len(_GAP) * 3
+    return _aligned(header, cells, width)
+
+
+ABANDONED_TABLE_HEADER = ("sessions", "empty", "rate", "abandoned", "abandon%")
+
+
+def format_abandoned_table(report, *, sort: str = "rate", width: int = 80) -> str:
+    """The empty-session table with two more columns: agents that ended without a message (the
+    abandoned-agent tally) and their rate, abandoned / (abandoned + sessions). ``sort="rate"``
+    orders by that abandoned rate."""
+    rows = sort_rows(report.rows, sort)
+    if not report.total.agents:
+        return f"No sessions and no abandoned agents{_describe_filters(report.filters)}."
+    header = [report.by, *ABANDONED_TABLE_HEADER]
+    cells = [
+        [
+            row.key,
+            str(row.sessions),
+            str(row.empty),
+            format_percent(row.empty_rate),
+            str(row.abandoned),
+            format_percent(row.rate),
+        ]
+        for row in [*rows, report.total]
+    ]
+    return _aligned(header, cells, width)
+
+
+def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[list]:
+    """Header, one row per group, then ``TOTAL``; rates are full-precision fractions and
+    ``reasons`` lists the end reasons of the abandoned agents as ``reason=count; ...``."""
+    yield [report.by, "sessions", "empty", "empty_rate", "abandoned", "abandoned_rate", "silent_rate", "reasons"]
+    for row in [*report.rows, report.total]:
+        key = row.key
+        if neutralise_formulas and key.startswith(_FORMULA_STARTS):
+            key = "'" + key
+        reasons = "; ".join(f"{reason}={count}" for reason, count in sorted(row.reasons.items()))
+        if neutralise_formulas and reasons.startswith(_FORMULA_STARTS):
+            reasons = "'" + reasons
+        yield [
+            key,
+            row.sessions,
+            row.empty,
+            repr(row.empty_rate),
+            row.abandoned,
+            repr(row.rate),
+            repr(row.silent_rate),
+            reasons,
+        ]
+
+
+def write_abandoned_csv(report, file, *, neutralise_formulas: bool = True) -> None:
+    writer = csv.writer(file, lineterminator="\r\n")
+    writer.writerows(abandoned_csv_rows(report, neutralise_formulas=neutralise_formulas))
+
+
+def _aligned(header: list[str], cells: list[list[str]], width: int) -> str:
+    """``cells`` (the last one the total) under ``header``: the key column cut to fit ``width``,
+    numbers right-aligned, a rule under the header and above the total."""
+    numbers = range(1, len(header))
+    number_widths = [max(len(header[i]), *(len(line[i]) for line in cells)) for i in numbers]
+    gaps = len(_GAP) * len(number_widths)
+    room = width - sum(number_widths) - gaps
     key_width = max(_MIN_KEY_WIDTH, len(header[0]), min(room, max(_display_width(line[0]) for line in cells)))
 
     def line(values: list[str]) -> str:
         key = _fit(values[0], key_width)
-        numbers = [value.rjust(w) for value, w in zip(values[1:], number_widths, strict=True)]
-        return _GAP.join([key, *numbers]).rstrip()
+        figures = [value.rjust(w) for value, w in zip(values[1:], number_widths, strict=True)]
+        return _GAP.join([key, *figures]).rstrip()
 
-    rule = "-" * (key_width + sum(number_widths) + len(_GAP) * 3)
+    rule = "-" * (key_width + sum(number_widths) + gaps)
     lines = [line(header), rule, *(line(values) for values in cells[:-1]), rule, line(cells[-1])]
     return "\n".join(lines)
 
@@ -104,7 +166,13 @@ def parse_date_bound(text: str) -> dt.date | dt.datetime:
         raise ValueError(
             f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
         ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        value.astimezone(dt.UTC)  # 9999-12-31T23:00-05:00 is past the last datetime there is
+    except OverflowError:
+        raise ValueError(f"{text!r} is out of range: in UTC it falls after 9999-12-31.") from None
+    return value
 
 
 def _describe_filters(filters: dict) -> str:

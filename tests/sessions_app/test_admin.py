@@ -375,8 +375,9 @@ def test_page_numbers(admin_client, world):
     assert response.context["worst"]["key"] == OPUS
     content = response.content.decode()
     assert "66.7%" in content and XSS not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
-    # session, user, source choices, report, trend, model ids: no query per model or per day.
-    assert len(queries) <= 7
+    # session, user, source choices, report, trend, model ids, abandoned-agent tally per model and
+    # per bucket: no query per model or per day.
+    assert len(queries) <= 9
 
 
 def test_page_queries_do_not_grow_with_models(admin_client, legacy_session):

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from agents_app.analytics import abandoned_agent_rates
 from sessions_app import reporting
 from sessions_app.analytics import GROUPINGS, empty_session_rates
 
@@ -56,6 +57,14 @@ class Command(BaseCommand):
             "(JSON and CSV default).",
         )
         parser.add_argument(
+            "--include-abandoned",
+            action="store_true",
+            help="Add agents that ended without saving a message (the abandoned-agent tally, which replaces "
+            "empty sessions since lazy session creation) and their rate, abandoned / (abandoned + sessions). "
+            "The table then sorts by that rate; JSON and CSV rows gain empty_rate, abandoned, silent_rate and "
+            "the end reasons.",
+        )
+        parser.add_argument(
             "--fail-above",
             metavar="RATE",
             help="Exit with status 3 when any reported row's empty rate is above RATE, a fraction (0.25) or a "
@@ -77,8 +86,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown --database {database!r}; configured: {', '.join(connections)}.")
         limit = parse_rate(options["fail_above"]) if options["fail_above"] is not None else None
         since, until = _date_bound(options, "since"), _date_bound(options, "until")
+        rates = abandoned_agent_rates if options["include_abandoned"] else empty_session_rates
         try:
-            report = empty_session_rates(
+            report = rates(
                 options["by"],
                 since=since,
                 until=until,
@@ -89,8 +99,10 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError(" ".join(_messages(exc))) from None
 
+        abandoned = options["include_abandoned"]
         if output_format == "table":
-            self.stdout.write(reporting.format_table(report, sort=sort or "rate"))
+            table = reporting.format_abandoned_table if abandoned else reporting.format_table
+            self.stdout.write(table(report, sort=sort or "rate"))
         else:
             if sort is not None:
                 report = reporting.sorted_report(report, sort)
@@ -98,18 +110,27 @@ class Command(BaseCommand):
                 self.stdout.write(reporting.report_json(report))
             else:
                 buffer = io.StringIO()
-                reporting.write_csv(report, buffer)
+                (reporting.write_abandoned_csv if abandoned else reporting.write_csv)(report, buffer)
                 self.stdout.write(buffer.getvalue(), ending="")  # records already end with CRLF
+
+        def empty_rate(row) -> float:
+            return row.empty_rate if abandoned else row.rate
+
         if options["verbosity"] >= 2:
             self.stderr.write(
                 f"{len(report)} {report.by} group(s), {report.total.sessions} session(s), "
-                f"{report.total.empty} empty ({reporting.format_percent(report.total.rate)})."
+                f"{report.total.empty} empty ({reporting.format_percent(empty_rate(report.total))})."
             )
+            if abandoned:
+                self.stderr.write(
+                    f"{report.total.abandoned} agent(s) ended without a message "
+                    f"({reporting.format_percent(report.total.rate)} of {report.total.agents})."
+                )
 
         if limit is not None:
-            above = [row for row in report.rows if row.rate > limit]
+            above = [row for row in report.rows if empty_rate(row) > limit]
             if above:
-                listed = ", ".join(f"{row.key} ({reporting.format_percent(row.rate)})" for row in above[:10])
+                listed = ", ".join(f"{row.key} ({reporting.format_percent(empty_rate(row))})" for row in above[:10])
                 more = f" and {len(above) - 10} more" if len(above) > 10 else ""
                 raise CommandError(
                     f"{len(above)} {report.by} row(s) above the empty-session rate limit "

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents_app.models import LanguageModel
+from agents_app.services import TallyPruneResult, prune_abandoned_tally
 from sessions_app.pruning import DEFAULT_BATCH_SIZE, KEPT_REASONS, PruneResult, prune_empty_sessions
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -36,8 +37,9 @@ def describe(delta: dt.timedelta) -> str:
 class Command(BaseCommand):
     help = (
         "Delete empty sessions (no message rows) older than a grace period, in batches. Sessions that are the "
-        "parent of another session, and by default open sessions, are kept. Asks for confirmation unless "
-        "--yes or --no-input is given."
+        "parent of another session, and by default open sessions, are kept. Also deletes abandoned-agent tally "
+        "days older than the retention (HERMES_ABANDONED_TALLY_RETENTION_DAYS, or --tally-keep-days). Asks for "
+        "confirmation unless --yes or --no-input is given."
     )
 
     def add_arguments(self, parser):
@@ -72,6 +74,14 @@ class Command(BaseCommand):
             help=f"Sessions deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
         )
         parser.add_argument(
+            "--tally-keep-days",
+            type=int,
+            default=None,
+            metavar="DAYS",
+            help="Keep this many days of the abandoned-agent tally before today and delete older days "
+            "(default: the HERMES_ABANDONED_TALLY_RETENTION_DAYS setting; 0 keeps the whole tally).",
+        )
+        parser.add_argument(
             "--format", choices=["table", "json"], default="table", help="Output format (default table)."
         )
         parser.add_argument(
@@ -99,19 +109,27 @@ class Command(BaseCommand):
         if options["model"] and not LanguageModel.objects.using(using).filter(name=options["model"]).exists():
             self.stderr.write(self.style.WARNING(f"No model named {options['model']!r} is registered."))
 
+        tally_query = {
+            "keep_days": options["tally_keep_days"],
+            "model": options["model"],
+            "source": options["source"],
+            "using": using,
+        }
         plan = self.run(dry_run=True, **query)
-        if options["dry_run"] or plan.total_deleted == 0:
-            self.report(plan, older_than)
+        tally_plan = self.prune_tally(dry_run=True, **tally_query)
+        if options["dry_run"] or (plan.total_deleted == 0 and tally_plan.rows == 0):
+            self.report(plan, older_than, tally_plan)
             return
         if options["interactive"]:
-            self.confirm(plan, using)
+            self.confirm(plan, using, tally_plan)
         self.expected = plan.total_deleted
         self.on_terminal = self.stderr.isatty()
         progress = self.show_progress if self.verbosity >= 2 or (self.on_terminal and self.verbosity >= 1) else None
         result = self.run(dry_run=False, progress=progress, **query)
         if progress and self.on_terminal:
             self.stderr.write("")
-        self.report(result, older_than)
+        tally = self.prune_tally(dry_run=False, **tally_query)
+        self.report(result, older_than, tally)
 
     def run(self, **kwargs) -> PruneResult:
         try:
@@ -120,17 +138,22 @@ class Command(BaseCommand):
             problems = (f"--{name.replace('_', '-')}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
             raise CommandError("; ".join(problems)) from None
 
-    def confirm(self, plan: PruneResult, using: str) -> None:
+    def prune_tally(self, **kwargs) -> TallyPruneResult:
+        try:
+            return prune_abandoned_tally(**kwargs)
+        except ValidationError as exc:
+            raise CommandError(f"--tally-keep-days: {' '.join(exc.message_dict['keep_days'])}") from None
+
+    def confirm(self, plan: PruneResult, using: str, tally: TallyPruneResult) -> None:
         if not sys.stdin or not sys.stdin.isatty():
             raise CommandError(
                 "Refusing to delete without confirmation: stdin is not a terminal. "
                 "Pass --yes (or --no-input) to prune non-interactively, or --dry-run to only look."
             )
-        self.stderr.write(
-            f"About to delete {plan.total_deleted:,} empty sessions started before {plan.cutoff:%Y-%m-%d %H:%M} UTC "
-            f"from database {using!r}. Type 'yes' to continue: ",
-            ending="",
-        )
+        what = f"{plan.total_deleted:,} empty sessions started before {plan.cutoff:%Y-%m-%d %H:%M} UTC"
+        if tally.rows:
+            what += f" and {tally.rows:,} abandoned-agent tally rows from before {tally.before}"
+        self.stderr.write(f"About to delete {what} from database {using!r}. Type 'yes' to continue: ", ending="")
         self.stderr.flush()
         try:
             answer = input()
@@ -147,7 +170,7 @@ class Command(BaseCommand):
         else:
             self.stderr.write(line)
 
-    def report(self, result: PruneResult, older_than: dt.timedelta) -> None:
+    def report(self, result: PruneResult, older_than: dt.timedelta, tally: TallyPruneResult) -> None:
         rows = sorted(result.deleted.items(), key=lambda item: (-item[1], item[0] or ""))
         if self.as_json:
             data = {
@@ -160,6 +183,11 @@ class Command(BaseCommand):
                 },
                 "kept": {"total": result.total_kept, "reasons": result.kept},
                 "batches": result.batches,
+                "abandoned_tally": {
+                    "before": tally.before.isoformat() if tally.before else None,
+                    "rows": tally.rows,
+                    "agents": tally.agents,
+                },
             }
             self.stdout.write(json.dumps(data, indent=2))
             return
@@ -184,3 +212,13 @@ class Command(BaseCommand):
             for reason, count in result.kept.items():
                 if count:
                     self.stdout.write(f"  {KEPT_REASONS[reason]}: {count:,}")
+        if tally.before is None:
+            self.stdout.write("Abandoned-agent tally: retention is off; every day is kept.")
+        elif tally.rows:
+            verb = "Would delete" if tally.dry_run else "Deleted"
+            self.stdout.write(
+                f"{verb} {tally.rows:,} abandoned-agent tally rows ({tally.agents:,} agents) from days before "
+                f"{tally.before}."
+            )
+        elif self.verbosity >= 2:
+            self.stdout.write(f"Abandoned-agent tally: nothing from before {tally.before}.")

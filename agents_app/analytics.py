@@ -1,0 +1,237 @@
+"""Abandoned-agent analytics: which model's agents end before saving a single message.
+
+Before lazy session creation, such an agent left an empty session, so the empty-session rate
+doubled as a health signal. Now it leaves only a count in ``AbandonedAgentTally`` (per UTC day,
+model, source and end reason). This module puts the two side by side, per model, source or
+period, so the signal reads the same before and after the fix:
+
+- ``abandoned``: agents counted in the tally (ended without a message, after the fix);
+- ``sessions`` and ``empty``: sessions started, and those without a message row (legacy waste,
+  the same numbers as ``sessions_app.analytics.empty_session_rates``);
+- ``rate`` = abandoned / (abandoned + sessions): the share of agents that never spoke and left
+  no session;
+- ``silent_rate`` = (empty + abandoned) / (sessions + abandoned): agents that never spoke, whether
+  they left an empty session (before the fix) or only a tally count (after it).
+
+Conventions are those of ``empty_session_rates`` (UTC buckets keyed by their first day, exact
+``model``/``source`` match, ``since`` inclusive and ``until`` exclusive). The tally has day
+resolution: a tally day is counted when its start (midnight UTC) lies in ``[since, until)``; a
+tally day is the day the agent *ended*, a session's day the day it *started*. Agents dropped
+without ``end()`` are not counted (see ``Agent.end``).
+"""
+
+import datetime as dt
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import F, Sum
+from django.db.models.functions import Collate
+
+from agents_app.models import AbandonedAgentTally
+from sessions_app.analytics import GROUPINGS, TOTAL_KEY, EmptySessionReport, empty_session_rates
+
+
+@dataclass(frozen=True)
+class AbandonedRow:
+    """One group: sessions started, empty sessions, abandoned agents, and the reasons they ended."""
+
+    key: str
+    sessions: int
+    empty: int
+    abandoned: int
+    reasons: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def agents(self) -> int:
+        """Agents seen: every started session plus every agent that ended without one."""
+        return self.sessions + self.abandoned
+
+    @property
+    def rate(self) -> float:
+        """Abandoned agents / (abandoned agents + sessions started); 0.0 when there are none."""
+        return self.abandoned / self.agents if self.agents else 0.0
+
+    @property
+    def empty_rate(self) -> float:
+        """Empty sessions / sessions started, as in ``empty_session_rates``."""
+        return self.empty / self.sessions if self.sessions else 0.0
+
+    @property
+    def silent_rate(self) -> float:
+        """(Empty sessions + abandoned agents) / agents: never spoke, before or after the fix."""
+        return (self.empty + self.abandoned) / self.agents if self.agents else 0.0
+
+    def __getitem__(self, name: str):
+        if name not in (
+            "key",
+            "sessions",
+            "empty",
+            "abandoned",
+            "agents",
+            "rate",
+            "empty_rate",
+            "silent_rate",
+            "reasons",
+        ):
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def as_dict(self) -> dict:
+        return {
+            "key": self.key,
+            "sessions": self.sessions,
+            "empty": self.empty,
+            "empty_rate": self.empty_rate,
+            "abandoned": self.abandoned,
+            "rate": self.rate,
+            "silent_rate": self.silent_rate,
+            "reasons": dict(sorted(self.reasons.items())),
+        }
+
+
+@dataclass(frozen=True)
+class AbandonedAgentReport:
+    """A report: the grouping, the filters applied (normalised), the rows by key, and their total."""
+
+    by: str
+    filters: dict
+    rows: list[AbandonedRow]
+    total: AbandonedRow
+
+    def as_dict(self) -> dict:
+        filters = {name: self.filters.get(name) for name in ("since", "until", "model", "source")}
+        for name in ("since", "until"):
+            if filters[name] is not None:
+                filters[name] = filters[name].isoformat()
+        total = self.total.as_dict()
+        del total["key"]
+        return {"by": self.by, "filters": filters, "total": total, "rows": [row.as_dict() for row in self.rows]}
+
+    def __getitem__(self, name: str):
+        return self.as_dict()[name]
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def abandoned_agent_rates(
+    by: str = "model",
+    *,
+    since: dt.date | dt.datetime | None = None,
+    until: dt.date | dt.datetime | None = None,
+    model: str | None = None,
+    source: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> AbandonedAgentReport:
+    """Sessions, empty sessions and abandoned agents per ``by`` group (``model``, ``source``,
+    ``day``, ``week``, ``month``), plus their total: two aggregate queries (sessions, tally).
+
+    Arguments and errors (``ValidationError``) are those of ``empty_session_rates``.
+    """
+    sessions_report = empty_session_rates(by, since=since, until=until, model=model, source=source, using=using)
+    return with_abandoned(sessions_report, abandoned_agent_counts(by, **sessions_report.filters, using=using))
+
+
+def with_abandoned(report: EmptySessionReport, counts: dict[str, dict[str, int]]) -> AbandonedAgentReport:
+    """Join an empty-session report and ``abandoned_agent_counts`` of the same grouping and filters."""
+    by_key = {row.key: row for row in report.rows}
+    rows = []
+    for key in sorted(by_key.keys() | counts.keys()):
+        reasons = counts.get(key, {})
+        row = by_key.get(key)
+        rows.append(
+            AbandonedRow(key, row.sessions if row else 0, row.empty if row else 0, sum(reasons.values()), reasons)
+        )
+    all_reasons: dict[str, int] = defaultdict(int)
+    for reasons in counts.values():
+        for reason, count in reasons.items():
+            all_reasons[reason] += count
+    total = AbandonedRow(
+        TOTAL_KEY, report.total.sessions, report.total.empty, sum(all_reasons.values()), dict(all_reasons)
+    )
+    return AbandonedAgentReport(by=report.by, filters=report.filters, rows=rows, total=total)
+
+
+def abandoned_agent_counts(
+    by: str = "model",
+    *,
+    since: dt.date | dt.datetime | None = None,
+    until: dt.date | dt.datetime | None = None,
+    model: str | None = None,
+    source: str | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> dict[str, dict[str, int]]:
+    """Abandoned agents per group key and end reason, ``{key: {reason: agents}}``, in one grouped
+    query over the tally (keys as in ``empty_session_rates``; groups without agents are absent)."""
+    if by not in GROUPINGS:
+        raise ValidationError({"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."})
+    connection = connections[using]
+    tallies = AbandonedAgentTally.objects.using(using).order_by()
+    if since is not None:
+        first = _first_day_from(_utc(since, "since"))
+        tallies = tallies.filter(day__gte=first) if first else tallies.none()
+    if until is not None:
+        first = _first_day_from(_utc(until, "until"))
+        tallies = tallies.filter(day__lt=first) if first else tallies
+    if model is not None:
+        tallies = tallies.filter(model__name=model)
+    if source is not None:
+        tallies = tallies.filter(source=source)
+        if connection.vendor == "mysql":  # case-insensitive there: keep the exact matches only
+            tallies = tallies.alias(exact_source=_binary(F("source"), connection)).filter(exact_source=source)
+    if by == "model":
+        group = F("model__name")
+    elif by == "source":
+        group = _binary(F("source"), connection) if connection.vendor == "mysql" else F("source")
+    else:
+        group = F("day")  # a few rows per day: bucketed into weeks and months below
+    rows = (
+        tallies.annotate(group=group)
+        .values("group", "end_reason")
+        .annotate(agents=Sum("count"))
+        .values_list("group", "end_reason", "agents")
+    )
+    result: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for group_value, reason, agents in rows:
+        result[_key(by, group_value)][reason] += int(agents)
+    return {key: dict(reasons) for key, reasons in result.items()}
+
+
+def _utc(value, name: str) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        if value.utcoffset() is None:
+            raise ValidationError({name: f"{value.isoformat()} is a naive datetime; give an aware one or a date."})
+        return value.astimezone(dt.UTC)
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."})
+
+
+def _first_day_from(bound: dt.datetime) -> dt.date | None:
+    """The first UTC day whose midnight is at or after ``bound`` (an aware UTC datetime); None
+    when that day would be past the last date there is."""
+    day = bound.date()
+    if bound.time() == dt.time(0):
+        return day
+    return None if day == dt.date.max else day + dt.timedelta(days=1)
+
+
+def _key(by: str, value) -> str:
+    if by in ("model", "source"):
+        return value
+    if isinstance(value, str):  # some backends hand dates back as text in grouped queries
+        value = dt.date.fromisoformat(value)
+    if by == "day":
+        return value.isoformat()
+    if by == "week":
+        return (value - dt.timedelta(days=value.weekday())).isoformat()
+    return value.strftime("%Y-%m")
+
+
+def _binary(expression, connection):
+    return Collate(expression, "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin")

@@ -14,6 +14,8 @@ import pytest
 from django.conf import settings
 from pytest_django.live_server_helper import LiveServer
 
+from agents_app.services import record_abandoned_agent
+from sessions_app.models import Session
 from tests.conftest import skip_or_fail
 from tests.sessions_app.test_admin import FORMULA, GPT, OPUS, XSS, build_world
 
@@ -69,6 +71,9 @@ def http_live_server(transactional_db, settings):
 
 def test_operator_logs_in_and_reads_the_empty_rates(http_live_server, legacy_session, django_user_model):
     build_world(legacy_session)
+    last_day = Session.objects.latest("started_at").started_at.date()
+    for _ in range(3):  # agents that ended without a message on the last day: 3 of 3 + its sessions
+        record_abandoned_agent(GPT, "cli", "timeout", day=last_day)
     django_user_model.objects.create_superuser("operator", password="a long test password")
     base = http_live_server.url
     ARTIFACTS.mkdir(exist_ok=True)
@@ -106,9 +111,12 @@ def test_operator_logs_in_and_reads_the_empty_rates(http_live_server, legacy_ses
             assert chart.get_attribute("role") == "img"
             box = chart.bounding_box()
             assert box["width"] > 400 and box["height"] > 100
-            # The total line and one line per model (five here) were laid out.
+            # The total line, the abandoned-agent line and one line per model (five here) were laid out.
             widths = page.eval_on_selector_all("svg.trend-chart path.series", "ps => ps.map(p => p.getBBox().width)")
-            assert len(widths) == 6 and widths[0] > 0
+            assert len(widths) == 7 and widths[0] > 0
+            assert page.locator("svg.trend-chart circle.marker.abandoned").count() == 1
+            abandoned = page.locator("#abandoned tbody tr").first.locator("th, td").all_inner_texts()
+            assert abandoned[:4] == [GPT, "8", "3", "37.5%"]  # 3 abandoned of 3 + 5 GPT sessions
             stroke = page.eval_on_selector("svg.trend-chart path.total", "p => getComputedStyle(p).stroke")
             assert stroke == ("rgb(51, 51, 51)" if scheme == "light" else "rgb(238, 238, 238)")  # --body-fg
 

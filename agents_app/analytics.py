@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F, Sum
-from django.db.models.functions import Collate
 
+from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics import GROUPINGS, TOTAL_KEY, EmptySessionReport, empty_session_rates
 
@@ -181,13 +181,11 @@ def abandoned_agent_counts(
     if model is not None:
         tallies = tallies.filter(model__name=model)
     if source is not None:
-        tallies = tallies.filter(source=source)
-        if connection.vendor == "mysql":  # case-insensitive there: keep the exact matches only
-            tallies = tallies.alias(exact_source=_binary(F("source"), connection)).filter(exact_source=source)
+        tallies = filter_exact(tallies, "source", source, connection)
     if by == "model":
         group = F("model__name")
     elif by == "source":
-        group = _binary(F("source"), connection) if connection.vendor == "mysql" else F("source")
+        group = exact_text("source", connection)
     else:
         group = F("day")  # a few rows per day: bucketed into weeks and months below
     rows = (
@@ -231,7 +229,3 @@ def _key(by: str, value) -> str:
     if by == "week":
         return (value - dt.timedelta(days=value.weekday())).isoformat()
     return value.strftime("%Y-%m")
-
-
-def _binary(expression, connection):
-    return Collate(expression, "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin")

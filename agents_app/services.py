@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Count, F, Sum
-from django.db.models.functions import Collate
+from django.db.models import Count, Sum
 from django.utils import timezone
 
+from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app import validation
 from sessions_app.services import language_model, run_with_retry
@@ -97,15 +97,9 @@ def prune_abandoned_tally(
     if model is not None:
         old = old.filter(model__name=model)
     if source is not None:
-        old = old.filter(source=source)
-        if connections[using].vendor == "mysql":  # case-insensitive there: delete exact matches only
-            old = old.alias(exact=Collate(F("source"), _mysql_binary(using))).filter(exact=source)
+        old = filter_exact(old, "source", source, connections[using])
     with transaction.atomic(using=using):
         totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
         if not dry_run and totals["rows"]:
             old.delete()
     return TallyPruneResult(before=before, rows=totals["rows"], agents=int(totals["agents"] or 0), dry_run=dry_run)
-
-
-def _mysql_binary(using: str) -> str:
-    return "utf8mb4_nopad_bin" if connections[using].mysql_is_mariadb else "utf8mb4_0900_bin"

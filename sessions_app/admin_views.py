@@ -15,14 +15,15 @@ from urllib.parse import urlencode
 from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, DateTimeField, Exists, F, OuterRef
-from django.db.models.functions import Collate, Trunc
+from django.db.models import Count, DateTimeField, Exists, OuterRef
+from django.db.models.functions import Trunc
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
 from agents_app.analytics import abandoned_agent_counts, with_abandoned
+from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
 from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates
@@ -104,11 +105,7 @@ def empty_rate_trend(
     if until is not None:
         sessions = sessions.filter(started_at__lt=_as_utc(until))
     if source is not None:
-        sessions = sessions.filter(source=source)
-        connection = connections[using]
-        if connection.vendor == "mysql":  # the plain comparison is case-insensitive there
-            collation = "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin"
-            sessions = sessions.alias(exact_source=Collate(F("source"), collation)).filter(exact_source=source)
+        sessions = filter_exact(sessions, "source", source, connections[using])
     rows = (
         sessions.annotate(bucket=Trunc("started_at", bucket, output_field=DateTimeField(), tzinfo=dt.UTC))
         .values("bucket", "model__name")

@@ -92,31 +92,12 @@ class AbandonedRow:
 
 
 @dataclass(frozen=True)
-class AbandonedAgentReport:
-    """A report: the grouping, the filters applied (normalised), the rows by key, and their total."""
+class AbandonedAgentReport(EmptySessionReport):
+    """An ``EmptySessionReport`` whose rows (and total) are ``AbandonedRow``: same grouping,
+    filters, JSON layout (``as_dict``), iteration and indexing."""
 
-    by: str
-    filters: dict
     rows: list[AbandonedRow]
     total: AbandonedRow
-
-    def as_dict(self) -> dict:
-        filters = {name: self.filters.get(name) for name in ("since", "until", "model", "source")}
-        for name in ("since", "until"):
-            if filters[name] is not None:
-                filters[name] = filters[name].isoformat()
-        total = self.total.as_dict()
-        del total["key"]
-        return {"by": self.by, "filters": filters, "total": total, "rows": [row.as_dict() for row in self.rows]}
-
-    def __getitem__(self, name: str):
-        return self.as_dict()[name]
-
-    def __iter__(self):
-        return iter(self.rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
 
 def abandoned_agent_rates(

@@ -7,11 +7,22 @@ their migrations) and use each field's own ``get_db_prep_save`` and the backend'
 values written and read are exactly what the ORM would write and read. Session creation still goes
 through ``get_or_create``; only appending to an existing session and inserting messages skip the
 query compiler.
+
+They also skip Django's cursor wrapper when nobody is watching queries: its per-statement layers
+(execute wrappers, SQLite's ``%s`` -> ``?`` regex on every call, the ``tee`` of ``executemany``)
+cost as much as the statements themselves. Errors are still translated by the connection's
+``wrap_database_errors`` (so retries and rollbacks see Django's exception classes). When queries
+are being logged (``DEBUG``, ``CaptureQueriesContext``, ``django_assert_num_queries``) or an
+``execute_wrapper`` is installed (APM, fault injection), the statements go through Django's cursor
+so that they are seen like any other query.
 """
 
-from functools import cache
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from itertools import repeat
 
 from django.db import connections
+from django.db.models import CharField, TextField
 
 from sessions_app.models import Message, Session
 
@@ -25,68 +36,177 @@ _COUNTERS = (
     "cache_write_tokens",
     "reasoning_tokens",
 )
+_PER_BATCH = ("session_id", "model_id")
 MESSAGE_FIELDS = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
+# Written first, in this order: the values shared by the whole batch, then the message's own.
+_COLUMN_FIELDS = tuple(Message._meta.get_field(n) for n in ("session", "model")) + tuple(
+    f for f in MESSAGE_FIELDS if f.attname not in _PER_BATCH
+)
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _Statement:
+    sql: str  # Django's "format" paramstyle, for Django's cursor
+    native: str  # the driver's paramstyle, for the driver's cursor
+
+
+@dataclass(frozen=True)
+class _Plan:
+    update: _Statement
+    # Per message column: (attname, get_db_prep_save, types whose values it returns unchanged,
+    # whether the column may be left out of the INSERT when the whole batch has None for it).
+    columns: tuple
+    returning: bool
+    converters: list  # (position, converter functions, expression) of the RETURNING columns
+    attnames: list
+
+
+def _statement(connection, sql: str) -> _Statement:
+    # Only SQLite's driver differs from Django's "%s" style; the statements hold no literal "%".
+    return _Statement(sql, sql.replace("%s", "?") if connection.vendor == "sqlite" else sql)
+
+
+def _unchanged_types(field, connection) -> frozenset:
+    """Types whose values ``field.get_db_prep_save`` returns as they are (so they are not converted)."""
+    types = set()
+    if field.get_db_prep_save(None, connection) is None:
+        types.add(type(None))
+    if type(field) in (CharField, TextField):  # to_python/get_prep_value return a str unchanged
+        types.add(str)
+    return frozenset(types)
 
 
 @cache
-def _statements(alias: str, vendor: str):
+def _plan(alias: str, vendor: str) -> _Plan:
     connection = connections[alias]
     quote = connection.ops.quote_name
-    message_table = quote(Message._meta.db_table)
-    columns = ", ".join(quote(f.column) for f in MESSAGE_FIELDS)
-    placeholders = ", ".join(["%s"] * len(MESSAGE_FIELDS))
-    # Only quoted names from the models' metadata are interpolated; values are parameters.
-    insert = f"INSERT INTO {message_table} ({columns}) VALUES ({placeholders})"  # noqa: S608
     session_meta = Session._meta
     sets = ", ".join(f"{quote(c)} = {quote(c)} + %s" for c in (session_meta.get_field(n).column for n in _COUNTERS))
+    # Only quoted names from the models' metadata are interpolated; values are parameters.
     update = f"UPDATE {quote(session_meta.db_table)} SET {sets} WHERE {quote(session_meta.pk.column)} = %s"  # noqa: S608
     # UPDATE ... RETURNING hands back the updated row in the same statement (SQLite 3.35+,
     # PostgreSQL); MariaDB has no UPDATE ... RETURNING, so the row is read after the update.
     returning = vendor in {"postgresql", "sqlite"} and connection.features.can_return_columns_from_insert
     fields = session_meta.concrete_fields
+    converters = []
     if returning:
         update += " RETURNING " + ", ".join(quote(f.column) for f in fields)
         compiler = Session.objects.using(alias).query.get_compiler(alias)
-        converters = compiler.get_converters([f.get_col(session_meta.db_table) for f in fields])
-    else:
-        compiler = converters = None
-    return insert, update, compiler, converters, [f.attname for f in fields]
+        converters = [
+            (position, functions, expression)
+            for position, (functions, expression) in compiler.get_converters(
+                [f.get_col(session_meta.db_table) for f in fields]
+            ).items()
+        ]
+    message_columns = tuple(
+        # A nullable column without a database default gets NULL when it is not listed, exactly
+        # what listing it with None writes; leaving it out saves binding it for every row.
+        (f.attname, f.get_db_prep_save, _unchanged_types(f, connection), f.null and not f.has_db_default())
+        for f in _COLUMN_FIELDS
+        if f.attname not in _PER_BATCH
+    )
+    return _Plan(
+        update=_statement(connection, update),
+        columns=message_columns,
+        returning=returning,
+        converters=converters,
+        attnames=[f.attname for f in fields],
+    )
+
+
+@lru_cache(maxsize=256)
+def _insert(alias: str, vendor: str, attnames: tuple[str, ...]) -> _Statement:
+    """The INSERT of the batch values and the message columns ``attnames``, in that order."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    by_attname = {f.attname: f for f in _COLUMN_FIELDS}
+    columns = ", ".join(quote(by_attname[name].column) for name in (*_PER_BATCH, *attnames))
+    placeholders = ", ".join(["%s"] * (len(_PER_BATCH) + len(attnames)))
+    return _statement(connection, f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) VALUES ({placeholders})")  # noqa: S608
+
+
+def _cursor(connection, statement: _Statement):
+    """A cursor and the SQL to give it: Django's when queries are observed, else the driver's."""
+    if connection.queries_logged or connection.execute_wrappers:
+        return connection.cursor(), statement.sql, False
+    connection.validate_no_broken_transaction()
+    if connection.vendor == "sqlite":
+        return connection.connection.cursor(), statement.native, True
+    # The backend's own cursor: PostgreSQL's time-zone loader, MySQL's error-code translation.
+    return connection.create_cursor(), statement.native, True
 
 
 def insert_messages(alias: str, session_id: str, model_id: int | None, messages: list[dict]) -> None:
     """Insert validated message field dicts (from ``validation.check_message``) in one executemany."""
     connection = connections[alias]
-    insert, *_ = _statements(alias, connection.vendor)
-    rows = []
-    for message in messages:
-        row = []
-        for field in MESSAGE_FIELDS:
-            if field.attname == "session_id":
-                value = session_id
-            elif field.attname == "model_id":
-                value = model_id
-            else:
-                value = message.get(field.attname)
-            row.append(field.get_db_prep_save(value, connection))
-        rows.append(row)
-    with connection.cursor() as cursor:
-        cursor.executemany(insert, rows)
+    plan = _plan(alias, connection.vendor)
+    count = len(messages)
+    attnames = []
+    values = [
+        repeat(field.get_db_prep_save(value, connection), count)
+        for field, value in zip(_COLUMN_FIELDS, (session_id, model_id), strict=False)
+    ]
+    # Column by column, so that the common cases run in C: a column that is None throughout is
+    # left out, and one whose values all pass through get_db_prep_save unchanged is not converted.
+    for attname, prep, unchanged, optional in plan.columns:
+        column = [message.get(attname) for message in messages]
+        if optional and column.count(None) == count:
+            continue
+        if not unchanged.issuperset(map(type, column)):
+            converted, previous, last = [], _MISSING, None
+            for value in column:
+                if type(value) in unchanged:
+                    converted.append(value)
+                    continue
+                # A value repeated from the previous message (the batch's default timestamp,
+                # say) is converted once: get_db_prep_save depends only on the value.
+                if value is not previous:
+                    previous, last = value, prep(value, connection)
+                converted.append(last)
+            column = converted
+        attnames.append(attname)
+        values.append(column)
+    statement = _insert(alias, connection.vendor, tuple(attnames))
+    rows = list(zip(*values, strict=True))
+    cursor, sql, driver = _cursor(connection, statement)
+    try:
+        if driver:
+            with connection.wrap_database_errors:
+                cursor.executemany(sql, rows)
+        else:
+            cursor.executemany(sql, rows)
+    finally:
+        cursor.close()
 
 
 def add_to_counters(alias: str, session_id: str, increments: dict[str, int]) -> Session | None:
     """Add ``increments`` to an existing session's counters; returns the updated session, or None
     (and changes nothing) when there is no such session. The UPDATE also locks the row."""
     connection = connections[alias]
-    _, update, compiler, converters, attnames = _statements(alias, connection.vendor)
-    params = [increments.get(name, 0) for name in _COUNTERS] + [session_id]
-    with connection.cursor() as cursor:
-        cursor.execute(update, params)
-        if compiler is None:
-            if cursor.rowcount == 0:
-                return None
-            return Session.objects.using(alias).get(pk=session_id)
-        row = cursor.fetchone()
+    plan = _plan(alias, connection.vendor)
+    params = [increments.get(name, 0) for name in _COUNTERS]
+    params.append(session_id)
+    cursor, sql, driver = _cursor(connection, plan.update)
+    try:
+        if driver:
+            with connection.wrap_database_errors:
+                cursor.execute(sql, params)
+                row = cursor.fetchone() if plan.returning else None
+        else:
+            cursor.execute(sql, params)
+            row = cursor.fetchone() if plan.returning else None
+        updated = cursor.rowcount
+    finally:
+        cursor.close()
+    if not plan.returning:
+        return Session.objects.using(alias).get(pk=session_id) if updated else None
     if row is None:
         return None
-    (values,) = compiler.apply_converters([row], converters) if converters else [row]
-    return Session.from_db(alias, attnames, values)
+    values = list(row)
+    for position, functions, expression in plan.converters:
+        value = values[position]
+        for function in functions:
+            value = function(value, expression, connection)
+        values[position] = value
+    return Session.from_db(alias, plan.attnames, values)

@@ -108,6 +108,12 @@ def check_text(value, name: str) -> str | None:
     return value
 
 
+def _plain_text(value, max_chars: int) -> bool:
+    """Whether ``value`` is text that ``check_text`` accepts unchanged, decided without its checks:
+    an ASCII ``str`` (no surrogates) within the limit and without NUL."""
+    return type(value) is str and len(value) <= max_chars and value.isascii() and "\x00" not in value
+
+
 def _check_json(value, path: str) -> int:
     """Check ``value``; returns an upper bound of its size as JSON text, in bytes (12 a character:
     an escaped astral character), cheap enough to compute on every message."""
@@ -188,36 +194,55 @@ def check_count(value, name: str, *, maximum: int = MAX_TOKEN_COUNT) -> int | No
     return value
 
 
-def check_message(message, *, now: dt.datetime) -> dict:
-    """Validate one message dict and return the fields for ``Message(**fields)``."""
-    if not isinstance(message, Mapping):
+def check_message(message, *, now: dt.datetime, max_chars: int | None = None) -> dict:
+    """Validate one message dict and return the fields for ``Message(**fields)``.
+
+    Runs for every message of every flush, so absent fields and plain ASCII text skip the
+    helpers inline; the checks and their order (hence the error reported first) are theirs.
+    ``max_chars`` is ``settings.HERMES_MAX_CONTENT_CHARS``, read once per batch by the caller."""
+    if max_chars is None:
+        max_chars = settings.HERMES_MAX_CONTENT_CHARS
+    if type(message) is not dict and not isinstance(message, Mapping):
         raise ValidationError(f"must be a dict of message fields, got {type(message).__name__}.", code="invalid")
-    unknown = message.keys() - MESSAGE_FIELDS
-    if unknown:
+    if not message.keys() <= MESSAGE_FIELDS:
+        unknown = message.keys() - MESSAGE_FIELDS
         raise ValidationError(
             f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(sorted(MESSAGE_FIELDS))}.",
             code="invalid",
         )
-    role = message.get("role")
+    get = message.get
+    role = get("role")
     if role not in ROLES:
         raise ValidationError({"role": f"{role!r} is not one of {', '.join(Role.values)}."}, code="invalid_choice")
-    fields = {"role": role}
-    fields["content"] = check_text(message.get("content"), "content")
-    fields["reasoning"] = check_text(message.get("reasoning"), "reasoning")
+    content = get("content")
+    if content is not None and not _plain_text(content, max_chars):
+        content = check_text(content, "content")
+    reasoning = get("reasoning")
+    if reasoning is not None and not _plain_text(reasoning, max_chars):
+        reasoning = check_text(reasoning, "reasoning")
+    fields = {"role": role, "content": content, "reasoning": reasoning}
     for name, limit in _SHORT_TEXT_LIMITS.items():
-        value = message.get(name)
+        value = get(name)
         if value is not None:
             value = check_identifier(value, name, max_length=limit)
         fields[name] = value
-    tool_calls = message.get("tool_calls")
-    if tool_calls is not None and not isinstance(tool_calls, (list, tuple, Mapping)):
-        raise ValidationError({"tool_calls": "must be a list of tool calls (or a single dict)."}, code="invalid")
-    fields["tool_calls"], fields["extra"] = tool_calls, message.get("extra")
-    json_size = _checked_json_size(tool_calls, "tool_calls") + _checked_json_size(fields["extra"], "extra")
-    timestamp = message.get("timestamp")
+    tool_calls = get("tool_calls")
+    extra = get("extra")
+    json_size = 10  # the bound of two absent JSON fields, as _check_json counts them
+    if tool_calls is not None:
+        if not isinstance(tool_calls, (list, tuple, Mapping)):
+            raise ValidationError({"tool_calls": "must be a list of tool calls (or a single dict)."}, code="invalid")
+        json_size += _checked_json_size(tool_calls, "tool_calls") - 5
+    if extra is not None:
+        json_size += _checked_json_size(extra, "extra") - 5
+    fields["tool_calls"], fields["extra"] = tool_calls, extra
+    timestamp = get("timestamp")
     fields["timestamp"] = now if timestamp is None else check_timestamp(timestamp, now=now)
-    fields["token_count"] = check_count(message.get("token_count"), "token_count")
-    check_stored_size(fields, json_size)
+    token_count = get("token_count")
+    fields["token_count"] = None if token_count is None else check_count(token_count, "token_count")
+    text_chars = (len(content) if content else 0) + (len(reasoning) if reasoning else 0)
+    if 4 * text_chars + json_size > MAX_MESSAGE_BYTES:
+        check_stored_size(fields, json_size)
     return fields
 
 
@@ -247,18 +272,21 @@ def tool_call_total(tool_calls) -> int:
 
 def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
     """Validate a whole batch up front; all problems are reported together, keyed by message index."""
-    if isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence):
+    if type(messages) is not list and (
+        isinstance(messages, (str, bytes, Mapping)) or not isinstance(messages, Sequence)
+    ):
         raise ValidationError({"messages": "must be a list of message dicts."}, code="invalid")
     if not messages:
         # An empty batch must not create a session: that is the whole point of lazy creation.
         raise ValidationError({"messages": "at least one message is required."}, code="required")
     now = timezone.now()
+    max_chars = settings.HERMES_MAX_CONTENT_CHARS
     errors: dict[str, list] = {}
     cleaned = []
     tool_calls = 0
     for index, message in enumerate(messages):
         try:
-            fields = check_message(message, now=now)
+            fields = check_message(message, now=now, max_chars=max_chars)
         except ValidationError as exc:
             key = f"messages[{index}]"
             if hasattr(exc, "error_dict"):
@@ -269,11 +297,12 @@ def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
             if len(errors) >= 20:
                 break
             continue
-        tool_calls += tool_call_total(fields["tool_calls"])
+        if fields["tool_calls"]:
+            tool_calls += tool_call_total(fields["tool_calls"])
         cleaned.append(fields)
     if errors:
         raise ValidationError(errors)
-    return Batch(messages=cleaned, tool_calls=tool_calls, usage=check_usage(usage))
+    return Batch(messages=cleaned, tool_calls=tool_calls, usage=check_usage(usage) if usage else {})
 
 
 def check_usage(usage: Mapping | None) -> dict[str, int]:

@@ -3,10 +3,12 @@ from unittest import mock
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, OperationalError
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from agents_app.models import LanguageModel
-from sessions_app import services
+from sessions_app import fastwrite, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session
 
@@ -225,3 +227,94 @@ def test_a_stale_cached_model_id_is_forgotten_and_the_write_retried():
     message = Message.objects.get(session_id="s2")
     assert message.model_id == LanguageModel.objects.get(name="m").pk
     assert Session.objects.get(pk="s2").message_count == 1
+
+
+MESSAGE_COLUMNS = (
+    "role",
+    "content",
+    "tool_call_id",
+    "tool_calls",
+    "tool_name",
+    "timestamp",
+    "token_count",
+    "finish_reason",
+    "reasoning",
+    "extra",
+)
+
+
+def _mixed_batches():
+    """Batches where optional columns are absent throughout, present in some messages, or shared."""
+    when = dt.datetime(2026, 2, 3, 4, 5, 6, 789000, tzinfo=dt.UTC)
+    shared = {"details": ["same", "object"]}
+    return [
+        [{"role": "user", "content": "only the required columns"}],
+        [
+            {"role": "assistant", "content": None, "tool_calls": [{"id": "t1"}], "extra": shared, "timestamp": when},
+            {"role": "tool", "content": "r", "tool_call_id": "t1", "tool_name": "search", "extra": shared},
+            {"role": "assistant", "content": "done", "token_count": 7, "finish_reason": "stop", "reasoning": "why"},
+        ],
+        [{"role": "user", "content": "plain again", "timestamp": when}, {"role": "user", "content": "é🙂"}],
+    ]
+
+
+def _stored(session_id, columns=MESSAGE_COLUMNS):
+    return list(Message.objects.filter(session_id=session_id).order_by("id").values(*columns))
+
+
+def test_optional_columns_present_absent_or_shared_round_trip(db):
+    batches = _mixed_batches()
+    before = timezone.now()
+    for batch in batches:
+        append_messages("s1", batch, model="m", source="cli")
+    after = timezone.now()
+    messages = [message for batch in batches for message in batch]
+    columns = [name for name in MESSAGE_COLUMNS if name != "timestamp"]
+    assert _stored("s1", columns) == [{name: message.get(name) for name in columns} for message in messages]
+    for message, row in zip(messages, _stored("s1", ["timestamp"]), strict=True):
+        if "timestamp" in message:
+            assert row["timestamp"] == message["timestamp"]
+        else:
+            assert before <= row["timestamp"] <= after
+    session = Session.objects.get(pk="s1")
+    assert (session.message_count, session.tool_call_count) == (6, 1)
+
+
+def test_observed_and_unobserved_writes_store_the_same_rows(db):
+    """With an execute wrapper installed (APM, debug toolbar) the statements go through Django's
+    cursor and are seen; the rows written are the same as through the driver's cursor."""
+    seen = []
+
+    def record(execute, sql, params, many, context):
+        seen.append(sql)
+        return execute(sql, params, many, context)
+
+    for batch in _mixed_batches():
+        append_messages("plain", batch, model="m", source="cli")
+        with connection.execute_wrapper(record):
+            append_messages("observed", batch, model="m", source="cli")
+    columns = [name for name in MESSAGE_COLUMNS if name != "timestamp"]
+    assert _stored("plain", columns) == _stored("observed", columns)
+    assert Session.objects.get(pk="plain").message_count == Session.objects.get(pk="observed").message_count == 6
+    assert any(sql.startswith("INSERT") and Message._meta.db_table in sql for sql in seen)
+    assert any(sql.startswith("UPDATE") and Session._meta.db_table in sql for sql in seen)
+
+
+def test_captured_queries_include_the_fast_statements(db):
+    append_messages("s1", _msgs("a"), model="m", source="cli")
+    with CaptureQueriesContext(connection) as later:
+        append_messages("s1", _msgs("b", "c"), model="m", source="cli")
+    statements = [q["sql"] for q in later.captured_queries]
+    assert any(sql.startswith("UPDATE") and Session._meta.db_table in sql for sql in statements)
+    # executemany is logged as "<n> times: INSERT ..."
+    assert any("INSERT INTO" in sql and Message._meta.db_table in sql for sql in statements)
+
+
+def test_database_errors_on_the_driver_cursor_are_djangos(db):
+    """The fast statements skip Django's cursor wrapper but not its error translation."""
+    append_messages("s1", _msgs("a"), model="m", source="cli")
+    assert not connection.queries_logged and not connection.execute_wrappers
+    bad = {name: None for name in MESSAGE_COLUMNS} | {"timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
+    with pytest.raises(IntegrityError), transaction.atomic():
+        fastwrite.insert_messages("default", "s1", None, [bad])  # role is NOT NULL
+    assert Message.objects.filter(session_id="s1").count() == 1

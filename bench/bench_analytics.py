@@ -4,16 +4,16 @@
     .venv/bin/python bench/bench_analytics.py [--repeat 5] [--try-fixes]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hermes_bench .venv/bin/python bench/bench_analytics.py
 
-Times the per-model report, the per-source report and the daily trend three ways each, in the
-same process and on the same data (the database bench/generate.py filled):
+Times the per-model and per-source reports and the daily, weekly and monthly trends two ways
+each, in the same process and on the same data (the database bench/generate.py filled):
   orm  - ``empty_session_rates(by=...)``: the ORM query plus building the report rows
   sql  - the best hand-written SQL found for that report: several shapes are timed through the
          raw DB-API cursor and the fastest is the baseline (a GROUP BY with NOT EXISTS on the
          message index per row; totals UNION ALL an anti-join for the empty ones; a LEFT JOIN
          on the distinct session ids of the message index was slower everywhere and is left out)
 and prints the medians and the ratio orm / best sql. The numbers of every shape are checked
-against the ORM's. --try-fixes also times proposed changes (an index created ad hoc on the bench
-database and dropped again, a different query shape) so their effect can be judged with numbers.
+against the ORM's. --try-fixes also times alternatives (the ORM's other query shape; on SQLite a
+memory-mapped database) so their effect can be judged with numbers.
 Prints the peak RSS. Exit status 0 unless it crashes (or a hand query disagrees with the ORM).
 """
 
@@ -28,7 +28,7 @@ from bench.generate import peak_rss_mib, use_bench_database
 
 S, M, L = "sessions_app_session", "sessions_app_message", "agents_app_languagemodel"
 NOT_EXISTS = f"NOT EXISTS (SELECT 1 FROM {M} m WHERE m.session_id = s.id)"
-REPORTS = ("model", "source", "day")
+REPORTS = ("model", "source", "day", "week", "month")
 
 
 def group_expressions(connection) -> dict[str, str]:
@@ -41,7 +41,17 @@ def group_expressions(connection) -> dict[str, str]:
         "postgresql": "(s.started_at AT TIME ZONE 'UTC')::date",
         "mysql": "DATE(s.started_at)",  # naive UTC
     }[connection.vendor]
-    return {"model": "s.model_id", "source": source, "day": day}
+    week = {  # the Monday of the week
+        "sqlite": "date(substr(s.started_at, 1, 10), '-6 days', 'weekday 1')",
+        "postgresql": "date_trunc('week', s.started_at AT TIME ZONE 'UTC')::date",
+        "mysql": "DATE(s.started_at) - INTERVAL WEEKDAY(s.started_at) DAY",
+    }[connection.vendor]
+    month = {
+        "sqlite": "substr(s.started_at, 1, 7)",
+        "postgresql": "to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+        "mysql": "DATE_FORMAT(s.started_at, '%Y-%m')",
+    }[connection.vendor]
+    return {"model": "s.model_id", "source": source, "day": day, "week": week, "month": month}
 
 
 def hand_sql(connection) -> dict[str, dict[str, str]]:
@@ -92,8 +102,10 @@ def as_counts(by: str, rows) -> dict:
     for key, sessions, empty in rows:
         if by == "model":
             key = NO_MODEL_KEY if key is None else key
-        elif by == "day":
+        elif by in ("day", "week"):
             key = str(key)[:10]
+        elif by == "month":
+            key = str(key)[:7]
         counts[key] = (int(sessions), int(empty))
     return counts
 
@@ -140,101 +152,38 @@ def print_report(by: str, medians: dict) -> dict:
     return {"orm": medians["orm"], "sql": best, "ratio": ratio}
 
 
-class AdHocIndex:
-    """An index created on the bench database for one measurement, dropped afterwards."""
-
-    def __init__(self, connection, name: str, columns: str):
-        self.connection, self.name, self.columns = connection, name, columns
-
-    def __enter__(self):
-        with self.connection.cursor() as cursor:
-            start = time.perf_counter()
-            cursor.execute(f"CREATE INDEX {self.name} ON {S} ({self.columns})")
-            cursor.execute("ANALYZE" if self.connection.vendor == "sqlite" else f"ANALYZE {S}")
-            print(f"  (created index {self.name} on {S} ({self.columns}) in {time.perf_counter() - start:.1f}s)")
-        return self
-
-    def __exit__(self, *exc):
-        with self.connection.cursor() as cursor:
-            cursor.execute(f"DROP INDEX {self.name}" + (f" ON {S}" if self.connection.vendor == "mysql" else ""))
-
-
 def try_fixes(connection, raw, queries, repeat: int, reports) -> None:
-    """Time proposed changes next to the current code, on the same data."""
-    print("proposed fixes (measured ad hoc; the schema is left as the migrations made it):")
-    print("  the ORM as one UNION ALL query (totals; empty sessions by WHERE NOT EXISTS), summed per key:")
-    for by in reports:
-        print_report(by, bench_report(by, queries[by], raw, repeat, proposed_for(by)))
+    """Time alternatives next to the current code, on the same data."""
+    from sessions_app import analytics
+
+    print("alternatives (measured ad hoc; the code and schema are left as they are):")
+    shapes = analytics._UNION_VENDORS
+    other = set() if connection.vendor in shapes else {connection.vendor}
+    label = "one GROUP BY, NOT EXISTS per row" if other == set() else "totals UNION ALL the empty ones"
+    print(f"  the ORM's other query shape on {connection.vendor} ({label}):")
+    analytics._UNION_VENDORS = other
+    try:
+        for by in reports:
+            print_report(by, bench_report(by, queries[by], raw, repeat))
+    finally:
+        analytics._UNION_VENDORS = shapes
     if connection.vendor == "sqlite":
-        print("  per-source report with a covering (source, started_at, id) index, as (model, started_at, id) is:")
-        with AdHocIndex(connection, "bench_session_source_started_id", "source, started_at, id"):
-            print_report("source", bench_report("source", queries["source"], raw, repeat, proposed_for("source")))
         print("  every report with PRAGMA mmap_size = 1 GiB on the connection (pages read without a syscall):")
         with connection.cursor() as cursor:
             cursor.execute("PRAGMA mmap_size = 1073741824")
         try:
             for by in reports:
-                print_report(by, bench_report(by, queries[by], raw, repeat, proposed_for(by)))
+                print_report(by, bench_report(by, queries[by], raw, repeat))
         finally:
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA mmap_size = 0")
-
-
-def proposed_for(by: str) -> dict:
-    return {"orm, proposed: counts + anti-join": lambda: proposed_empty_session_rates(by)}
-
-
-def proposed_empty_session_rates(by: str) -> dict:
-    """The proposed query shape for ``empty_session_rates`` (unfiltered): {key: (sessions, empty)}.
-
-    One statement: the totals per group UNION ALL the empty sessions per group (a plain
-    ``Session.objects.empty()`` filter, which PostgreSQL runs as a nested-loop anti-join instead
-    of a SubPlan per row), summed per key in Python. On SQLite the day is the 10-character prefix
-    of the stored UTC text instead of Django's Python ``django_datetime_trunc()``, called per row.
-    """
-    import datetime as dt
-
-    from django.db import connection
-    from django.db.models import CharField, Count, DateTimeField, F, Min, Value
-    from django.db.models.functions import Substr, Trunc
-
-    from sessions_app.analytics import NO_MODEL_KEY
-    from sessions_app.models import Session
-
-    sessions = Session.objects.order_by()
-    if by == "model":
-        sessions, fields, name = sessions, ("model",), {"group": Min("model__name")}
-    else:
-        if by == "source":
-            group = F("source")
-        elif connection.vendor == "sqlite":
-            group = Substr("started_at", 1, 10, output_field=CharField())
-        else:
-            group = Trunc("started_at", "day", output_field=DateTimeField(), tzinfo=dt.UTC)
-        sessions, fields, name = sessions.annotate(group=group), ("group",), {}
-    totals = sessions.values(*fields).annotate(**name, sessions=Count("pk"), empty=Value(0))
-    empties = sessions.empty().values(*fields).annotate(**name, sessions=Value(0), empty=Count("pk"))
-    rows = totals.values_list("group", "sessions", "empty").union(
-        empties.values_list("group", "sessions", "empty"), all=True
-    )
-    counts = {}
-    for group, n, e in rows:
-        if by == "model":
-            key = NO_MODEL_KEY if group is None else group
-        elif by == "day" and not isinstance(group, str):
-            key = group.astimezone(dt.UTC).strftime("%Y-%m-%d")
-        else:
-            key = group
-        total, empty = counts.get(key, (0, 0))
-        counts[key] = (total + n, empty + e)
-    return counts
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5, help="Timed runs of each query (default %(default)s).")
     parser.add_argument("--reports", nargs="+", choices=REPORTS, default=list(REPORTS), help="Reports to time.")
-    parser.add_argument("--try-fixes", action="store_true", help="Also time proposed indexes and query shapes.")
+    parser.add_argument("--try-fixes", action="store_true", help="Also time alternatives (see above).")
     args = parser.parse_args()
     use_bench_database()
     from django.db import connection

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, DateTimeField, Exists, F, Min, OuterRef
+from django.db.models import CharField, Count, DateTimeField, Exists, F, Func, Min, OuterRef, Value
 from django.db.models.functions import Collate, Trunc
 
 from sessions_app.models import Message, Session
@@ -28,7 +28,29 @@ from sessions_app.models import Message, Session
 GROUPINGS = ("model", "source", "day", "week", "month")
 NO_MODEL_KEY = "(none)"
 TOTAL_KEY = "TOTAL"
+_UNION_VENDORS = {"postgresql"}
 _PERIOD_KEY_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
+
+
+class SQLitePeriodKey(Func):
+    """The UTC day, week or month of a datetime column on SQLite, as its report key, in plain SQL.
+
+    Django stores an aware datetime on SQLite as naive UTC text ("2026-01-04 23:59:59.999999"), so
+    the day is its first 10 characters and the month its first 7. ``Trunc`` would call a Python
+    function for every row instead (about 4x the time of the whole query at a million sessions).
+    The week's Monday is computed from the day alone: ``date()`` rounds fractional seconds to
+    milliseconds, which would move the last instant of a Sunday into the next week.
+    """
+
+    output_field = CharField()
+    templates = {
+        "day": "substr(%(expressions)s, 1, 10)",
+        "week": "date(substr(%(expressions)s, 1, 10), '-6 days', 'weekday 1')",
+        "month": "substr(%(expressions)s, 1, 7)",
+    }
+
+    def __init__(self, expression, by: str):
+        super().__init__(expression, template=self.templates[by])
 
 
 @dataclass(frozen=True)
@@ -130,14 +152,24 @@ def empty_session_rates(
         groups = sessions.values("model").annotate(group=Min("model__name"))
     else:
         groups = sessions.annotate(group=_group_expression(by, connection)).values("group")
-    groups = groups.annotate(
-        sessions=Count("pk"),
-        empty=Count("pk", filter=~Exists(Message.objects.filter(session_id=OuterRef("pk")))),
-    ).values_list("group", "sessions", "empty")
-    rows = sorted(
-        (RateRow(_key(by, group), sessions_count, empty) for group, sessions_count, empty in groups),
-        key=lambda row: row.key,
-    )
+    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    if connection.vendor in _UNION_VENDORS:
+        # The totals UNION ALL the empty sessions counted apart: PostgreSQL runs the second part as
+        # an anti-join (parallel, a merge or hash join) instead of a subplan per session.
+        totals = groups.annotate(sessions=Count("pk"), empty=Value(0))
+        empties = groups.filter(no_message).annotate(sessions=Value(0), empty=Count("pk"))
+        groups = totals.values_list("group", "sessions", "empty").union(
+            empties.values_list("group", "sessions", "empty"), all=True
+        )
+    else:
+        groups = groups.annotate(sessions=Count("pk"), empty=Count("pk", filter=no_message))
+        groups = groups.values_list("group", "sessions", "empty")
+    counts = {}
+    for group, sessions_count, empty in groups:
+        key = _key(by, group)
+        before = counts.get(key, (0, 0))
+        counts[key] = (before[0] + sessions_count, before[1] + empty)
+    rows = [RateRow(key, *counts[key]) for key in sorted(counts)]
     total = RateRow(TOTAL_KEY, sum(row.sessions for row in rows), sum(row.empty for row in rows))
     filters = {"since": since, "until": until, "model": model, "source": source}
     return EmptySessionReport(by=by, filters=filters, rows=rows, total=total)
@@ -147,6 +179,9 @@ def _group_expression(by: str, connection):
     if by == "source":
         # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
         return _binary(F("source"), connection) if connection.vendor == "mysql" else F("source")
+    if connection.vendor == "sqlite":
+        return SQLitePeriodKey("started_at", by)
+    # PostgreSQL's and MySQL/MariaDB's date_trunc()/DATE_FORMAT() are native and fast.
     return Trunc("started_at", by, output_field=DateTimeField(), tzinfo=dt.UTC)
 
 
@@ -157,7 +192,7 @@ def _binary(expression, connection):
 def _key(by: str, group) -> str:
     if by == "model":
         return NO_MODEL_KEY if group is None else group
-    if by == "source":
+    if by == "source" or isinstance(group, str):  # SQLitePeriodKey gives the key itself
         return group
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])
 

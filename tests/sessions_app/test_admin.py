@@ -620,3 +620,32 @@ def test_message_changelist_queries_do_not_grow_with_rows(admin_client, db):
     assert len(response.context["cl"].result_list) == 100
     assert [m.content for m in response.context["cl"].result_list][:2] == ["m99", "m98"]  # newest first
     assert len(hundred) == len(ten)
+
+
+def test_filtered_changelist_counts_at_most_the_cap(admin_client, db, monkeypatch):
+    """Counting every empty session of a large table is slow; past the cap the list stops counting."""
+    _sessions(7)  # all empty
+    monkeypatch.setattr(paginators, "FILTERED_COUNT_CAP", 5)
+    response = admin_client.get(CHANGELIST_URL, {"empty": "yes"})
+    assert response.context["cl"].result_count == 6  # the cap, plus one: "more than 5"
+    monkeypatch.setattr(paginators, "FILTERED_COUNT_CAP", 7)
+    response = admin_client.get(CHANGELIST_URL, {"empty": "yes"})
+    assert response.context["cl"].result_count == 7  # within the cap: exact
+    monkeypatch.setattr(paginators, "FILTERED_COUNT_CAP", 5)
+    response = admin_client.get(CHANGELIST_URL)
+    assert response.context["cl"].result_count == 7  # unfiltered lists are not capped
+
+
+def test_end_reason_filter_choices_read_an_index(admin_client, db, vendor):
+    """The end_reason filter's choices are a DISTINCT over every session, on each changelist load."""
+    if vendor != "sqlite":
+        pytest.skip("SQLite's plan is checked; it skips along the index from one value to the next")
+    _sessions(3)
+    with CaptureQueriesContext(connection) as queries:
+        admin_client.get(CHANGELIST_URL)
+    distinct = 'DISTINCT "sessions_app_session"."end_reason"'
+    [choices] = [q["sql"] for q in queries.captured_queries if distinct in q["sql"]]
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + choices)
+        plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
+    assert "COVERING INDEX session_end_reason_started" in plan, plan

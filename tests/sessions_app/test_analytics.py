@@ -149,7 +149,7 @@ def test_report_reads_only_and_changes_nothing(history):
     before = list(Session.objects.order_by("id").values_list("id", "message_count", "model_id", "started_at"))
     with CaptureQueriesContext(connection) as queries:
         empty_session_rates("model")
-    assert all(query["sql"].lstrip().upper().startswith("SELECT") for query in queries.captured_queries)
+    assert all(query["sql"].lstrip("( ").upper().startswith("SELECT") for query in queries.captured_queries)
     assert list(Session.objects.order_by("id").values_list("id", "message_count", "model_id", "started_at")) == before
 
 
@@ -284,4 +284,62 @@ def test_per_model_report_is_answered_from_indexes(history, vendor, kwargs):
         assert "USING COVERING INDEX message_session_time" in plan, plan
     else:
         assert "Index Only Scan using session_model_started_id" in plan, plan
+        assert "Index Only Scan using message_session_time" in plan, plan
+
+
+MINUS_FIVE = dt.timezone(dt.timedelta(hours=-5))
+LAST_INSTANT = (23, 59, 59, 999999)
+
+# (started_at, expected day, week, month keys), written out by hand from a calendar: UTC buckets,
+# weeks keyed by their Monday (ISO weeks), the last microsecond of a bucket still inside it.
+BUCKET_EDGES = [
+    (utc(2026, 1, 4, *LAST_INSTANT), "2026-01-04", "2025-12-29", "2026-01"),  # a Sunday's last instant
+    (utc(2026, 1, 5), "2026-01-05", "2026-01-05", "2026-01"),  # the Monday after it
+    (utc(2025, 12, 31, *LAST_INSTANT), "2025-12-31", "2025-12-29", "2025-12"),  # ISO 2026-W01, in 2025
+    (utc(2027, 1, 1), "2027-01-01", "2026-12-28", "2027-01"),  # a Friday: its week began in 2026
+    (utc(2027, 1, 3, *LAST_INSTANT), "2027-01-03", "2026-12-28", "2027-01"),  # ISO 2026-W53's Sunday
+    (utc(2026, 2, 28, *LAST_INSTANT), "2026-02-28", "2026-02-23", "2026-02"),  # month boundary
+    (utc(2026, 3, 1), "2026-03-01", "2026-02-23", "2026-03"),
+    (utc(2028, 2, 29, *LAST_INSTANT), "2028-02-29", "2028-02-28", "2028-02"),  # leap day
+    (dt.datetime(2026, 3, 2, 1, 0, tzinfo=PLUS_TWO), "2026-03-01", "2026-02-23", "2026-03"),  # Sunday in UTC
+    (dt.datetime(2026, 3, 31, 20, 0, tzinfo=MINUS_FIVE), "2026-04-01", "2026-03-30", "2026-04"),  # next UTC day
+]
+
+
+@pytest.mark.parametrize(("by", "column"), [("day", 1), ("week", 2), ("month", 3)])
+def test_period_buckets_at_their_edges(db, legacy_session, by, column):
+    for number, edge in enumerate(BUCKET_EDGES):
+        session = legacy_session(started_at=edge[0])
+        if number % 2:  # every other session has a message, so the empty counts are checked too
+            Message.objects.create(session=session, role="user", content="hello")
+    sessions = Counter(edge[column] for edge in BUCKET_EDGES)
+    empty = Counter(edge[column] for number, edge in enumerate(BUCKET_EDGES) if number % 2 == 0)
+    report = empty_session_rates(by)
+    assert numbers(report) == {key: (sessions[key], empty[key]) for key in sessions}
+    assert [row.key for row in report.rows] == sorted(sessions)
+
+
+@pytest.mark.parametrize("by", ["day", "week", "month"])
+def test_period_buckets_are_plain_sql_on_sqlite(history, vendor, by):
+    """Django's Trunc calls a Python function per row on SQLite; the report must not."""
+    if vendor != "sqlite":
+        pytest.skip("SQLite only")
+    with CaptureQueriesContext(connection) as queries:
+        empty_session_rates(by)
+    assert "django_datetime_trunc" not in queries.captured_queries[0]["sql"]
+
+
+@pytest.mark.django_db(transaction=True)  # PostgreSQL's VACUUM cannot run in the test's transaction
+@pytest.mark.parametrize("kwargs", [{}, {"source": "cli"}])
+def test_per_source_report_is_answered_from_indexes(history, vendor, kwargs):
+    if vendor not in ("sqlite", "postgresql"):
+        pytest.skip(f"the EXPLAIN output checked here is SQLite's and PostgreSQL's, not {vendor}'s")
+    with CaptureQueriesContext(connection) as queries:
+        empty_session_rates("source", **kwargs)
+    plan = _plan(queries.captured_queries[0]["sql"], vendor)
+    if vendor == "sqlite":
+        assert "USING COVERING INDEX session_source_started_id" in plan, plan
+        assert "USING COVERING INDEX message_session_time" in plan, plan
+    else:
+        assert "Index Only Scan using session_source_started_id" in plan, plan
         assert "Index Only Scan using message_session_time" in plan, plan

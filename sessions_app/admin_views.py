@@ -15,8 +15,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, DateTimeField, Exists, OuterRef
-from django.db.models.functions import Trunc
+from django.db.models import Count, Exists, OuterRef
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -26,7 +25,7 @@ from agents_app.analytics import abandoned_agent_counts, with_abandoned
 from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
-from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates
+from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates, group_expression, group_key
 from sessions_app.models import Message, Session
 
 BUCKETS = {"day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
@@ -107,7 +106,7 @@ def empty_rate_trend(
     if source is not None:
         sessions = filter_exact(sessions, "source", source, connections[using])
     rows = (
-        sessions.annotate(bucket=Trunc("started_at", bucket, output_field=DateTimeField(), tzinfo=dt.UTC))
+        sessions.annotate(bucket=group_expression(bucket, connections[using]))
         .values("bucket", "model__name")
         .annotate(
             sessions=Count("pk"),
@@ -116,8 +115,7 @@ def empty_rate_trend(
         .values_list("bucket", "model__name", "sessions", "empty")
     )
     return sorted(
-        TrendPoint(start.astimezone(dt.UTC).strftime("%Y-%m-%d"), model or NO_MODEL_KEY, count, empty)
-        for start, model, count, empty in rows
+        TrendPoint(group_key(bucket, start), model or NO_MODEL_KEY, count, empty) for start, model, count, empty in rows
     )
 
 

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import CharField, Count, DateTimeField, Exists, F, Func, Min, OuterRef, Value
-from django.db.models.functions import Collate, Trunc
+from django.db.models import CharField, Count, DateTimeField, Exists, Func, Min, OuterRef, Value
+from django.db.models.functions import Trunc
 
+from agents_app.fields import exact_text, filter_exact
 from sessions_app.models import Message, Session
 
 GROUPINGS = ("model", "source", "day", "week", "month")
@@ -142,16 +143,14 @@ def empty_session_rates(
     if source is not None:
         # The plain comparison can use the (source, started_at) index; on MySQL/MariaDB it is
         # case-insensitive, so the binary-collated comparison then keeps only the exact matches.
-        sessions = sessions.filter(source=source)
-        if connection.vendor == "mysql":
-            sessions = sessions.alias(exact_source=_binary(F("source"), connection)).filter(exact_source=source)
+        sessions = filter_exact(sessions, "source", source, connection)
 
     if by == "model":
         # Grouping by model_id follows the (model, started_at, id) index order, so no sort is
         # needed; a model id has one name, which Min() carries along.
         groups = sessions.values("model").annotate(group=Min("model__name"))
     else:
-        groups = sessions.annotate(group=_group_expression(by, connection)).values("group")
+        groups = sessions.annotate(group=group_expression(by, connection)).values("group")
     no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
     if connection.vendor in _UNION_VENDORS:
         # The totals UNION ALL the empty sessions counted apart: PostgreSQL runs the second part as
@@ -166,7 +165,7 @@ def empty_session_rates(
         groups = groups.values_list("group", "sessions", "empty")
     counts = {}
     for group, sessions_count, empty in groups:
-        key = _key(by, group)
+        key = group_key(by, group)
         before = counts.get(key, (0, 0))
         counts[key] = (before[0] + sessions_count, before[1] + empty)
     rows = [RateRow(key, *counts[key]) for key in sorted(counts)]
@@ -175,21 +174,20 @@ def empty_session_rates(
     return EmptySessionReport(by=by, filters=filters, rows=rows, total=total)
 
 
-def _group_expression(by: str, connection):
+def group_expression(by: str, connection, field: str = "started_at"):
+    """The SQL expression a report groups sessions by, for ``by`` other than ``model``; turn
+    the values it gives into report keys with ``group_key``."""
     if by == "source":
         # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
-        return _binary(F("source"), connection) if connection.vendor == "mysql" else F("source")
+        return exact_text("source", connection)
     if connection.vendor == "sqlite":
-        return SQLitePeriodKey("started_at", by)
+        return SQLitePeriodKey(field, by)
     # PostgreSQL's and MySQL/MariaDB's date_trunc()/DATE_FORMAT() are native and fast.
-    return Trunc("started_at", by, output_field=DateTimeField(), tzinfo=dt.UTC)
+    return Trunc(field, by, output_field=DateTimeField(), tzinfo=dt.UTC)
 
 
-def _binary(expression, connection):
-    return Collate(expression, "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin")
-
-
-def _key(by: str, group) -> str:
+def group_key(by: str, group) -> str:
+    """The report key of a value of ``group_expression`` (or of a model name for ``model``)."""
     if by == "model":
         return NO_MODEL_KEY if group is None else group
     if by == "source" or isinstance(group, str):  # SQLitePeriodKey gives the key itself
@@ -207,7 +205,10 @@ def _bound(value, name: str) -> dt.datetime | None:
                 {name: f"{value.isoformat()} is a naive datetime; give an aware one (e.g. UTC) or a date."},
                 code="invalid",
             )
-        return value.astimezone(dt.UTC)
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime there is
+            raise ValidationError({name: f"{value.isoformat()} is out of range in UTC."}, code="invalid") from None
     if isinstance(value, dt.date):
         return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
     raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")

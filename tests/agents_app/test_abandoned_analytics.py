@@ -18,6 +18,7 @@ from django.urls import reverse
 from agents_app.analytics import abandoned_agent_counts, abandoned_agent_rates
 from agents_app.models import AbandonedAgentTally
 from agents_app.services import prune_abandoned_tally, record_abandoned_agent
+from sessions_app.analytics import empty_session_rates
 from sessions_app.services import append_messages
 
 GPT, OPUS = "openai/gpt-5", "anthropic/claude-opus-4.6"
@@ -138,9 +139,17 @@ def test_since_and_until_count_tally_days_whose_midnight_is_in_range(history):
 def test_bad_arguments_are_validation_errors(db):
     from django.core.exceptions import ValidationError
 
-    for kwargs in ({"by": "hour"}, {"since": dt.datetime(2026, 1, 1)}, {"since": "2026-01-01"}):
+    past_the_end = dt.datetime(9999, 12, 31, 23, tzinfo=dt.timezone(-dt.timedelta(hours=5)))
+    for kwargs in (
+        {"by": "hour"},
+        {"since": dt.datetime(2026, 1, 1)},
+        {"since": "2026-01-01"},
+        {"until": past_the_end},
+    ):
         with pytest.raises(ValidationError):
             abandoned_agent_rates(**kwargs)
+        with pytest.raises(ValidationError):
+            empty_session_rates(**kwargs)
     with pytest.raises(ValidationError):
         abandoned_agent_rates(since=dt.date(2026, 2, 1), until=dt.date(2026, 1, 1))
 

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, Exists, OuterRef
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -25,8 +24,14 @@ from agents_app.analytics import abandoned_agent_counts, with_abandoned
 from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
-from sessions_app.analytics import NO_MODEL_KEY, empty_session_rates, group_expression, group_key
-from sessions_app.models import Message, Session
+from sessions_app.analytics import (
+    NO_MODEL_KEY,
+    empty_session_rates,
+    group_expression,
+    group_key,
+    session_and_empty_counts,
+)
+from sessions_app.models import Session
 
 BUCKETS = {"day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 FORMATS = ("html", "csv", "json")
@@ -92,7 +97,7 @@ class TrendPoint:
 def empty_rate_trend(
     bucket: str, *, since=None, until=None, source=None, using: str = DEFAULT_DB_ALIAS
 ) -> list[TrendPoint]:
-    """Sessions and empty sessions per (UTC day or week, model), in one grouped query.
+    """Sessions and empty sessions per (UTC day or week, model), in one grouped statement.
 
     Same conventions as ``empty_session_rates`` (emptiness by EXISTS on message rows, ``since``
     inclusive, ``until`` exclusive, exact ``source``), so summing a bucket over its models gives
@@ -105,18 +110,13 @@ def empty_rate_trend(
         sessions = sessions.filter(started_at__lt=_as_utc(until))
     if source is not None:
         sessions = filter_exact(sessions, "source", source, connections[using])
-    rows = (
-        sessions.annotate(bucket=group_expression(bucket, connections[using]))
-        .values("bucket", "model__name")
-        .annotate(
-            sessions=Count("pk"),
-            empty=Count("pk", filter=~Exists(Message.objects.filter(session_id=OuterRef("pk")))),
-        )
-        .values_list("bucket", "model__name", "sessions", "empty")
-    )
-    return sorted(
-        TrendPoint(group_key(bucket, start), model or NO_MODEL_KEY, count, empty) for start, model, count, empty in rows
-    )
+    groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
+    counts = defaultdict(lambda: [0, 0])
+    for start, model, sessions_count, empty in session_and_empty_counts(groups, "bucket", "model__name"):
+        point = counts[group_key(bucket, start), model or NO_MODEL_KEY]
+        point[0] += sessions_count
+        point[1] += empty
+    return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
 
 
 class EmptyRatesView(View):

@@ -151,18 +151,7 @@ def empty_session_rates(
         groups = sessions.values("model").annotate(group=Min("model__name"))
     else:
         groups = sessions.annotate(group=group_expression(by, connection)).values("group")
-    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
-    if connection.vendor in _UNION_VENDORS:
-        # The totals UNION ALL the empty sessions counted apart: PostgreSQL runs the second part as
-        # an anti-join (parallel, a merge or hash join) instead of a subplan per session.
-        totals = groups.annotate(sessions=Count("pk"), empty=Value(0))
-        empties = groups.filter(no_message).annotate(sessions=Value(0), empty=Count("pk"))
-        groups = totals.values_list("group", "sessions", "empty").union(
-            empties.values_list("group", "sessions", "empty"), all=True
-        )
-    else:
-        groups = groups.annotate(sessions=Count("pk"), empty=Count("pk", filter=no_message))
-        groups = groups.values_list("group", "sessions", "empty")
+    groups = session_and_empty_counts(groups, "group")
     counts = {}
     for group, sessions_count, empty in groups:
         key = group_key(by, group)
@@ -172,6 +161,22 @@ def empty_session_rates(
     total = RateRow(TOTAL_KEY, sum(row.sessions for row in rows), sum(row.empty for row in rows))
     filters = {"since": since, "until": until, "model": model, "source": source}
     return EmptySessionReport(by=by, filters=filters, rows=rows, total=total)
+
+
+def session_and_empty_counts(groups, *columns: str):
+    """Rows ``(*columns, sessions, empty)`` of a grouped session queryset (``.values(...)``), in one
+    statement. On PostgreSQL a group may come in two rows (add them up): the totals UNION ALL the
+    empty sessions counted apart, which PostgreSQL runs as an anti-join (parallel, merge or hash)
+    instead of a subplan per session."""
+    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    if connections[groups.db].vendor in _UNION_VENDORS:
+        totals = groups.annotate(sessions=Count("pk"), empty=Value(0))
+        empties = groups.filter(no_message).annotate(sessions=Value(0), empty=Count("pk"))
+        return totals.values_list(*columns, "sessions", "empty").union(
+            empties.values_list(*columns, "sessions", "empty"), all=True
+        )
+    groups = groups.annotate(sessions=Count("pk"), empty=Count("pk", filter=no_message))
+    return groups.values_list(*columns, "sessions", "empty")
 
 
 def group_expression(by: str, connection, field: str = "started_at"):

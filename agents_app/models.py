@@ -46,8 +46,10 @@ class AbandonedAgentTally(models.Model):
 
     day = models.DateField(help_text="UTC day the agents ended.")
     model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="abandoned_tallies")
-    source = models.CharField(max_length=64)
-    end_reason = models.CharField(max_length=64)
+    # Key columns of the upsert: compared byte for byte on MySQL/MariaDB too, so "CLI" and "cli"
+    # (or "error" and "Error") are counted apart there as on SQLite and PostgreSQL.
+    source = KeyField(max_length=64)
+    end_reason = KeyField(max_length=64)
     count = models.PositiveBigIntegerField(default=0)
 
     class Meta:

@@ -18,6 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from agents_app.fields import filter_exact
 from agents_app.models import LanguageModel
 from sessions_app.models import Message, Session
 from sessions_app.services import run_with_retry
@@ -84,7 +85,8 @@ def prune_empty_sessions(
     if model is not None:
         scope = scope.filter(model__name=model)
     if source is not None:
-        scope = scope.filter(source=source)
+        # Exact on MySQL/MariaDB too, whose default collation would also match "CLI" and "cli ".
+        scope = filter_exact(scope, "source", source, connections[using])
     eligible = _eligibility(cutoff=result.cutoff, include_open=include_open, using=using)
     candidates = scope.filter(eligible)
 

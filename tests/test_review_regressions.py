@@ -4,6 +4,8 @@ import datetime as dt
 
 from agents_app.analytics import abandoned_agent_rates
 from agents_app.services import record_abandoned_agent
+from sessions_app.models import Session
+from sessions_app.pruning import prune_empty_sessions
 
 
 def test_tally_keeps_sources_and_reasons_apart_that_differ_only_in_case_or_trailing_space(db):
@@ -20,3 +22,13 @@ def test_tally_keeps_sources_and_reasons_apart_that_differ_only_in_case_or_trail
         "cli ": {"Timeout": 1},
     }
     assert abandoned_agent_rates("source", source="cli").total.abandoned == 3
+
+
+def test_prune_by_source_deletes_only_that_exact_source(legacy_session):
+    # On MariaDB, source="cli" also matched (and deleted) the empty sessions of "CLI" and "cli ".
+    old = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for number, source in enumerate(["cli", "CLI", "cli "]):
+        legacy_session(source=source, started_at=old, ended_at=old, session_id=f"empty_{number}")
+    assert prune_empty_sessions(source="cli", dry_run=True).total_deleted == 1
+    assert prune_empty_sessions(source="cli").total_deleted == 1
+    assert sorted(Session.objects.values_list("source", flat=True)) == ["CLI", "cli "]

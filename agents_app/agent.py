@@ -63,6 +63,7 @@ class Agent:
         # Only None means "a new conversation": an empty id is a caller's bug (a missing config
         # value, say) and must fail at flush, not silently start a new session.
         self.session_id = new_session_id() if session_id is None else session_id
+        self._resumed = session_id is not None  # the session may exist already (one UPDATE at end)
         self.parent_session_id = parent_session_id
         self.system_prompt = system_prompt
         self.using = using
@@ -123,13 +124,17 @@ class Agent:
 
         An agent that never saved a message creates no session; it is only counted in the
         abandoned-agent tally (one upsert; ``HERMES_TRACK_ABANDONED_AGENTS = False`` turns that
-        off). Agents that are dropped without ``end()`` (or the context manager) are not counted.
+        off). An agent given a ``session_id`` (resuming a conversation) that saved nothing ends
+        that session if it exists, and is counted in the tally only if it does not. Agents that
+        are dropped without ``end()`` (or the context manager) are not counted.
         """
         self.flush()
         if self.ended:
             return  # ending twice must not count an abandoned agent twice
         if self.saved_count:
             services.end_session(self.session_id, reason, using=self.using)
+        elif self._resumed and services.end_session(self.session_id, reason, using=self.using):
+            pass  # a resumed session that exists is ended; its agent did not leave an empty session
         elif agent_services.abandoned_tracking_enabled():
             agent_services.record_abandoned_agent(self.model, self.source, reason, using=self.using)
         self.ended = True

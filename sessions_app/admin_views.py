@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.views import View
 
 from agents_app.analytics import abandoned_agent_counts, with_abandoned
-from agents_app.fields import filter_exact
+from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
 from sessions_app.analytics import (
@@ -128,7 +128,14 @@ class EmptyRatesView(View):
     def get(self, request):
         if not self.model_admin.has_view_permission(request):
             raise PermissionDenied
-        sources = Session.objects.order_by("source").values_list("source", flat=True).distinct()
+        # Every exact source ("CLI" and "cli" are two on MariaDB too, whose plain DISTINCT merges them).
+        exact_source = exact_text("source", connections[DEFAULT_DB_ALIAS])
+        sources = sorted(
+            Session.objects.order_by()
+            .annotate(exact_source=exact_source)
+            .values_list("exact_source", flat=True)
+            .distinct()
+        )
         form = EmptyRatesForm(request.GET, sources=sources)
         wanted = request.GET.get("format") or "html"
         report = None

@@ -166,7 +166,7 @@ def check_timestamp(value, name: str = "timestamp", *, now: dt.datetime | None =
             raise ValidationError(
                 {name: "is a naive datetime; give an aware one (UTC) or Unix seconds."}, code="invalid"
             )
-        when = value
+        when = value.astimezone(dt.UTC)  # stored as UTC anyway; hand back what will be read back
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise ValidationError({name: f"{value!r} is not a Unix time at or after 1970."}, code="invalid")
@@ -315,7 +315,10 @@ def check_usage(usage: Mapping | None) -> dict[str, int]:
         names, allowed = ", ".join(sorted(map(str, unknown))), ", ".join(sorted(USAGE_FIELDS))
         raise ValidationError({"usage": f"unknown counter(s) {names}; allowed: {allowed}."}, code="invalid")
     return {
-        name: check_count(value, f"usage.{name}", maximum=MAX_COUNTER_INCREMENT)
+        # api_call_count is a 32-bit column; the token counters are 64-bit.
+        name: check_count(
+            value, f"usage.{name}", maximum=MAX_TOKEN_COUNT if name == "api_call_count" else MAX_COUNTER_INCREMENT
+        )
         for name, value in usage.items()
         if value
     }

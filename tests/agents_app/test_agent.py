@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from agents_app.agent import Agent, new_session_id
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.models import Message, Session
+from sessions_app.services import append_messages
 
 
 def test_constructing_an_agent_runs_no_query(django_assert_num_queries, db):
@@ -187,3 +188,30 @@ def test_model_switch_is_recorded_per_message(db):
         "anthropic/claude-opus-4.6",
     ]
     assert LanguageModel.objects.get(name="anthropic/claude-opus-4.6").provider == "anthropic"
+
+
+def test_resumed_agent_that_saves_nothing_ends_the_existing_session(db):
+    first = Agent("openai/gpt-5", "cli")
+    first.add_message("user", "hello")
+    first.flush()
+    Agent("openai/gpt-5", "cli", session_id=first.session_id).end("timeout")  # resumed, said nothing
+    session = Session.objects.get(pk=first.session_id)
+    assert session.end_reason == "timeout" and session.ended_at is not None
+    assert not AbandonedAgentTally.objects.exists()  # it left no empty session: nothing to count
+    Agent("openai/gpt-5", "cli", session_id="20260101_000000_0123456789abcdef").end("timeout")
+    assert AbandonedAgentTally.objects.get().count == 1  # no such session: an abandoned agent
+    assert Session.objects.count() == 1
+
+
+def test_returned_session_times_are_utc_and_api_calls_fit_their_column(db):
+    paris = dt.timezone(dt.timedelta(hours=1))
+    when = dt.datetime(2026, 3, 1, 12, 0, tzinfo=paris)
+    session, _ = append_messages(
+        "s", [{"role": "user", "content": "hi", "timestamp": when}], model="m", source="cli", started_at=when
+    )
+    assert session.started_at == when and session.started_at.utcoffset() == dt.timedelta(0)
+    with pytest.raises(ValidationError, match="api_call_count"):
+        append_messages(
+            "s", [{"role": "user", "content": "x"}], model="m", source="cli", usage={"api_call_count": 2**31}
+        )
+    assert Session.objects.get(pk="s").message_count == 1

@@ -42,8 +42,10 @@ class Reference:
         self.tally = 0
         self.texts = itertools.count()
 
-    def _new(self, agent, parent=None, saved=0):
-        self.live.append({"agent": agent, "pending": [], "tokens": 0, "saved": saved, "parent": parent})
+    def _new(self, agent, parent=None, saved=0, joined=False):
+        self.live.append(
+            {"agent": agent, "pending": [], "tokens": 0, "saved": saved, "parent": parent, "joined": joined}
+        )
 
     def _pick(self, index):
         if not self.live:
@@ -69,7 +71,7 @@ class Reference:
         if kind == "new":
             self._new(Agent(args[0], "cli", user_id="u"))
         elif kind == "join":
-            self._new(Agent(MODELS[1], "telegram", session_id=self._pick(args[0])["agent"].session_id))
+            self._new(Agent(MODELS[1], "telegram", session_id=self._pick(args[0])["agent"].session_id), joined=True)
         elif kind == "add":
             entry = self._pick(args[0])
             count, tool_calls, tokens = args[1:]
@@ -88,10 +90,12 @@ class Reference:
             entry = self._pick(args[0])
             entry["agent"].end(args[1])
             self._flush(entry)
-            if entry["saved"]:
-                self.sessions[entry["agent"].session_id]["end_reason"] = args[1]
+            session_id = entry["agent"].session_id
+            if entry["saved"] or (entry["joined"] and session_id in self.sessions):
+                # A joining agent ends the session it resumed when that session exists.
+                self.sessions[session_id]["end_reason"] = args[1]
             else:
-                self.tally += 1  # even when another agent created the session: this one never spoke
+                self.tally += 1  # never spoke and no session to end
             self.live.remove(entry)
         elif kind == "compress":
             entry = self._pick(args[0])

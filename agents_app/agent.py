@@ -97,7 +97,13 @@ class Agent:
         self.model = model
 
     def flush(self) -> int:
-        """Save the buffered messages; returns how many were written (0, with no query, if none)."""
+        """Save the buffered messages; returns how many were written (0, with no query, if none).
+
+        On an error nothing is written and the messages stay buffered: calling ``flush()`` again
+        retries them exactly once. Called inside a transaction of your own, the write joins it:
+        the agent lets the messages go when ``flush()`` returns, so rolling your transaction back
+        later discards them with it.
+        """
         if not self._pending:
             return 0
         batch = list(self._pending)

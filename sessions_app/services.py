@@ -166,12 +166,17 @@ def append_messages(
             fastwrite.insert_messages(using, session_id, model_id, batch.messages)
         return session, created
 
+    return _run_with_model_ids(write, using=using)
+
+
+def _run_with_model_ids(write, *, using: str):
+    """``run_with_retry``, and once more after forgetting the cached model ids when the write
+    fails on a key: a cached id may point to a model row another process deleted."""
     try:
         return run_with_retry(write, using=using)
     except IntegrityError:
         if not _model_ids or connections[using].in_atomic_block:
             raise
-        # A cached model id may point to a row deleted by another process: forget and retry once.
         forget_language_models()
         return run_with_retry(write, using=using)
 
@@ -250,4 +255,4 @@ def compress_session(
                 )
             return child
 
-    return run_with_retry(write, using=using)
+    return _run_with_model_ids(write, using=using)

@@ -229,6 +229,16 @@ def test_a_stale_cached_model_id_is_forgotten_and_the_write_retried():
     assert Session.objects.get(pk="s2").message_count == 1
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_cached_model_id_does_not_break_compression():
+    append_messages("p1", _msgs("a"), model="m", source="cli")
+    services._model_ids[("default", "m")] = 10**9
+    child = services.compress_session("p1", child_session_id="c1", summary="so far", model="m", source="cli")
+    assert child.parent_session_id == "p1"
+    assert Message.objects.get(session_id="c1").model_id == LanguageModel.objects.get(name="m").pk
+    assert Session.objects.get(pk="p1").end_reason == "compression"
+
+
 MESSAGE_COLUMNS = (
     "role",
     "content",

@@ -9,11 +9,13 @@ from urllib.parse import quote, urlencode
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import quote as admin_quote
+from django.db import connections
 from django.forms.models import BaseInlineFormSet
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
+from agents_app.fields import exact_text, filter_exact
 from sessions_app import admin_views
 from sessions_app.cleanup import delete_empty_sessions
 from sessions_app.models import Message, Session
@@ -61,6 +63,36 @@ class EmptyFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.non_empty()
         return queryset
+
+
+class ExactValueFilter(admin.SimpleListFilter):
+    """One choice per distinct value of a text column, matched byte for byte on every backend.
+
+    Django's own filter for a CharField lists and matches values case-insensitively on MariaDB,
+    whose default collation folds "CLI" into "cli"; the reports count them apart.
+    """
+
+    field_name = ""
+
+    def lookups(self, request, model_admin):
+        queryset = model_admin.model._default_manager.order_by()
+        values = exact_text(self.field_name, connections[queryset.db])
+        choices = queryset.annotate(value=values).values_list("value", flat=True).distinct()
+        return [(value, value) for value in sorted(choice for choice in choices if choice is not None)]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return filter_exact(queryset, self.field_name, self.value(), connections[queryset.db])
+
+
+class SourceFilter(ExactValueFilter):
+    title = parameter_name = field_name = "source"
+
+
+class EndReasonFilter(ExactValueFilter):
+    title = "end reason"
+    parameter_name = field_name = "end_reason"
 
 
 class CappedMessageFormSet(BaseInlineFormSet):
@@ -123,7 +155,7 @@ class SessionAdmin(admin.ModelAdmin):
     # truncated start dates of the whole (filtered) table on every load; this filter needs no
     # query for its choices, is a range on the started_at index, and also takes any
     # ?started_at__gte=...&started_at__lt=... range (the analytics page links with those).
-    list_filter = [EmptyFilter, "model", "source", "end_reason", ("started_at", admin.DateFieldListFilter)]
+    list_filter = [EmptyFilter, "model", SourceFilter, EndReasonFilter, ("started_at", admin.DateFieldListFilter)]
     list_select_related = ["model"]
     # "=" = exact match (no substring scan) for ids; titles are searched by substring.
     search_fields = ["=id", "title", "=user_id"]

@@ -649,3 +649,24 @@ def test_end_reason_filter_choices_read_an_index(admin_client, db, vendor):
         cursor.execute("EXPLAIN QUERY PLAN " + choices)
         plan = "\n".join(str(row[-1]) for row in cursor.fetchall())
     assert "COVERING INDEX session_end_reason_started" in plan, plan
+
+
+def test_source_and_end_reason_filters_are_exact_on_every_backend(admin_client, legacy_session):
+    # MariaDB's default collation would list "CLI" and "cli" as one choice and match both.
+    ids = {
+        (source, reason): legacy_session(source=source, end_reason=reason).pk
+        for source, reason in [("cli", "timeout"), ("CLI", "Timeout"), ("cli ", "timeout")]
+    }
+    url = reverse("admin:sessions_app_session_changelist")
+    response = admin_client.get(url)
+    filters = {
+        spec.title: [choice["display"] for choice in spec.choices(response.context["cl"])]
+        for spec in response.context["cl"].filter_specs
+    }
+    assert filters["source"] == ["All", "CLI", "cli", "cli "]
+    assert filters["end reason"] == ["All", "Timeout", "timeout"]
+    assert result_ids(admin_client.get(url, {"source": "cli"})) == {ids["cli", "timeout"]}
+    assert result_ids(admin_client.get(url, {"end_reason": "timeout"})) == {
+        ids["cli", "timeout"],
+        ids["cli ", "timeout"],
+    }

@@ -30,7 +30,7 @@ from django.db.models import F, Sum
 
 from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
-from sessions_app.analytics import GROUPINGS, TOTAL_KEY, EmptySessionReport, empty_session_rates
+from sessions_app.analytics import GROUPINGS, TOTAL_KEY, EmptySessionReport, empty_session_rates, utc_bound
 
 
 @dataclass(frozen=True)
@@ -154,10 +154,10 @@ def abandoned_agent_counts(
     connection = connections[using]
     tallies = AbandonedAgentTally.objects.using(using).order_by()
     if since is not None:
-        first = _first_day_from(_utc(since, "since"))
+        first = _first_day_from(utc_bound(since, "since"))
         tallies = tallies.filter(day__gte=first) if first else tallies.none()
     if until is not None:
-        first = _first_day_from(_utc(until, "until"))
+        first = _first_day_from(utc_bound(until, "until"))
         tallies = tallies.filter(day__lt=first) if first else tallies
     if model is not None:
         tallies = tallies.filter(model__name=model)
@@ -179,16 +179,6 @@ def abandoned_agent_counts(
     for group_value, reason, agents in rows:
         result[_key(by, group_value)][reason] += int(agents)
     return {key: dict(reasons) for key, reasons in result.items()}
-
-
-def _utc(value, name: str) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        if value.utcoffset() is None:
-            raise ValidationError({name: f"{value.isoformat()} is a naive datetime; give an aware one or a date."})
-        return value.astimezone(dt.UTC)
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."})
 
 
 def _first_day_from(bound: dt.datetime) -> dt.date | None:

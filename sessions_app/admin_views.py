@@ -30,6 +30,7 @@ from sessions_app.analytics import (
     group_expression,
     group_key,
     session_and_empty_counts,
+    utc_bound,
 )
 from sessions_app.models import Session
 
@@ -79,7 +80,7 @@ class EmptyRatesForm(forms.Form):
     def clean(self):
         cleaned = super().clean()
         since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and _as_utc(since) >= _as_utc(until):
+        if since and until and utc_bound(since) >= utc_bound(until):
             self.add_error("until", "Until must be after since.")
         cleaned["bucket"] = cleaned.get("bucket") or "day"
         cleaned["format"] = cleaned.get("format") or "html"
@@ -105,9 +106,9 @@ def empty_rate_trend(
     """
     sessions = Session.objects.using(using).order_by()
     if since is not None:
-        sessions = sessions.filter(started_at__gte=_as_utc(since))
+        sessions = sessions.filter(started_at__gte=utc_bound(since))
     if until is not None:
-        sessions = sessions.filter(started_at__lt=_as_utc(until))
+        sessions = sessions.filter(started_at__lt=utc_bound(until))
     if source is not None:
         sessions = filter_exact(sessions, "source", source, connections[using])
     groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
@@ -232,9 +233,9 @@ class EmptyRatesView(View):
         if filters.get("source"):
             params["source"] = filters["source"]
         if filters.get("since"):
-            params["day__gte"] = _as_utc(filters["since"]).date().isoformat()
+            params["day__gte"] = utc_bound(filters["since"]).date().isoformat()
         if filters.get("until"):
-            params["day__lt"] = _as_utc(filters["until"]).date().isoformat()
+            params["day__lt"] = utc_bound(filters["until"]).date().isoformat()
         rows = [
             {
                 "key": row.key,
@@ -278,8 +279,8 @@ class EmptyRatesView(View):
             agents = sessions + abandoned.get(label, 0)
             start = dt.datetime.fromisoformat(label).replace(tzinfo=dt.UTC)
             # The bucket's range, within the page's own since/until.
-            bounds = [_as_utc(filters["until"]) if filters["until"] else None, _bucket_end(start, span)]
-            lower = max(start, _as_utc(filters["since"])) if filters["since"] else start
+            bounds = [utc_bound(filters["until"]) if filters["until"] else None, _bucket_end(start, span)]
+            lower = max(start, utc_bound(filters["since"])) if filters["since"] else start
             upper = min((bound for bound in bounds if bound), default=None)
             params = {**base_filters, **_changelist_range(lower, upper)}
             trend_rows.append(
@@ -346,11 +347,11 @@ def _date_bound(text: str):
         return None
     try:
         value = reporting.parse_date_bound(text)
-        _as_utc(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
+        utc_bound(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
     except ValueError as exc:
         raise ValidationError(str(exc)) from None
-    except OverflowError:
-        raise ValidationError(f"{text!r} is out of range.") from None
+    except ValidationError as exc:
+        raise ValidationError(exc.messages) from None  # one field's errors, not a dict
     return value
 
 
@@ -360,12 +361,6 @@ def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
         return start + span
     except OverflowError:
         return None
-
-
-def _as_utc(value: dt.date | dt.datetime) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value.astimezone(dt.UTC)
-    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
 
 
 def _bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
@@ -389,9 +384,9 @@ def _changelist_range(since, until) -> dict:
     """``started_at__gte``/``__lt``: the session changelist's DateFieldListFilter parameters."""
     params = {}
     if since is not None:
-        params["started_at__gte"] = _as_utc(since).isoformat(sep=" ")
+        params["started_at__gte"] = utc_bound(since).isoformat(sep=" ")
     if until is not None:
-        params["started_at__lt"] = _as_utc(until).isoformat(sep=" ")
+        params["started_at__lt"] = utc_bound(until).isoformat(sep=" ")
     return params
 
 

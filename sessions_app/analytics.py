@@ -123,8 +123,8 @@ def empty_session_rates(
         raise ValidationError(
             {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
         )
-    since = _bound(since, "since")
-    until = _bound(until, "until")
+    since = utc_bound(since, "since")
+    until = utc_bound(until, "until")
     if since is not None and until is not None and since >= until:
         raise ValidationError(
             {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
@@ -200,8 +200,11 @@ def group_key(by: str, group) -> str:
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])
 
 
-def _bound(value, name: str) -> dt.datetime | None:
-    """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None."""
+def utc_bound(value, name: str = "bound") -> dt.datetime | None:
+    """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None.
+
+    ``ValidationError`` (keyed by ``name``) for a naive datetime, another type, or a moment that
+    falls outside the datetimes Python has once converted to UTC."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):

@@ -1,4 +1,3 @@
-import sys
 import time
 
 from django.core.exceptions import ValidationError
@@ -6,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from sessions_app import demo
+from sessions_app.management.prompts import confirm_or_stop
 from sessions_app.models import Message, Session
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
@@ -86,21 +86,13 @@ class Command(BaseCommand):
         self.report(result, login, elapsed=time.monotonic() - started, verbosity=options["verbosity"])
 
     def confirm(self, sessions: int, using: str) -> None:
-        if not sys.stdin or not sys.stdin.isatty():
-            raise CommandError("--flush would delete existing sessions and stdin is not a terminal: pass --no-input.")
         messages = Message.objects.using(using).count()
-        self.stderr.write(
-            f"--flush deletes all {sessions:,} sessions and {messages:,} messages in database {using!r}. "
-            "Type 'yes' to continue: ",
-            ending="",
+        confirm_or_stop(
+            self.stderr,
+            f"--flush deletes all {sessions:,} sessions and {messages:,} messages in database {using!r}.",
+            not_a_terminal="--flush would delete existing sessions and stdin is not a terminal: pass --no-input.",
+            cancelled="Cancelled; nothing was changed.",
         )
-        self.stderr.flush()
-        try:
-            answer = input()
-        except EOFError:
-            answer = ""
-        if answer.strip().lower() not in {"y", "yes"}:
-            raise CommandError("Cancelled; nothing was changed.")
 
     def report(self, result: demo.DemoResult, login: demo.DemoLogin | None, *, elapsed: float, verbosity: int):
         if verbosity >= 1:

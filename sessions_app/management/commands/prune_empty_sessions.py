@@ -1,7 +1,6 @@
 import datetime as dt
 import json
 import re
-import sys
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -9,6 +8,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents_app.models import LanguageModel
 from agents_app.services import TallyPruneResult, prune_abandoned_tally
+from sessions_app.management.prompts import confirm_or_stop
 from sessions_app.pruning import DEFAULT_BATCH_SIZE, KEPT_REASONS, PruneResult, prune_empty_sessions
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -145,22 +145,16 @@ class Command(BaseCommand):
             raise CommandError(f"--tally-keep-days: {' '.join(exc.message_dict['keep_days'])}") from None
 
     def confirm(self, plan: PruneResult, using: str, tally: TallyPruneResult) -> None:
-        if not sys.stdin or not sys.stdin.isatty():
-            raise CommandError(
-                "Refusing to delete without confirmation: stdin is not a terminal. "
-                "Pass --yes (or --no-input) to prune non-interactively, or --dry-run to only look."
-            )
         what = f"{plan.total_deleted:,} empty sessions started before {plan.cutoff:%Y-%m-%d %H:%M} UTC"
         if tally.rows:
             what += f" and {tally.rows:,} abandoned-agent tally rows from before {tally.before}"
-        self.stderr.write(f"About to delete {what} from database {using!r}. Type 'yes' to continue: ", ending="")
-        self.stderr.flush()
-        try:
-            answer = input()
-        except EOFError:
-            answer = ""
-        if answer.strip().lower() not in {"y", "yes"}:
-            raise CommandError("Prune cancelled; nothing was deleted.")
+        confirm_or_stop(
+            self.stderr,
+            f"About to delete {what} from database {using!r}.",
+            not_a_terminal="Refusing to delete without confirmation: stdin is not a terminal. "
+            "Pass --yes (or --no-input) to prune non-interactively, or --dry-run to only look.",
+            cancelled="Prune cancelled; nothing was deleted.",
+        )
 
     def show_progress(self, result: PruneResult) -> None:
         line = f"batch {result.batches}: {result.total_deleted:,} of ~{self.expected:,} deleted"

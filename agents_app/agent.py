@@ -107,23 +107,25 @@ class Agent:
         if not self._pending:
             return 0
         batch = list(self._pending)
-        services.append_messages(
-            self.session_id,
-            batch,
-            model=self.model,
-            source=self.source,
-            user_id=self.user_id,
-            parent_session_id=self.parent_session_id,
-            system_prompt=self.system_prompt,
-            started_at=self.started_at,
-            usage=self._usage,
-            using=self.using,
-        )
+        services.append_messages(self.session_id, batch, **self._session_fields())
         # Only now, after the commit: a failed flush keeps everything for the retry.
         del self._pending[: len(batch)]
         self._usage = {}
         self.saved_count += len(batch)
         return len(batch)
+
+    def _session_fields(self) -> dict:
+        """What the save path needs to know of this agent, besides the messages."""
+        return {
+            "model": self.model,
+            "source": self.source,
+            "user_id": self.user_id,
+            "parent_session_id": self.parent_session_id,
+            "system_prompt": self.system_prompt,
+            "started_at": self.started_at,
+            "usage": self._usage,
+            "using": self.using,
+        }
 
     def end(self, reason: str = "completed") -> None:
         """Flush, then set ``ended_at``/``end_reason`` of this agent's session.
@@ -159,15 +161,8 @@ class Agent:
             self.session_id,
             child_session_id=child.session_id,
             summary=summary,
-            model=self.model,
-            source=self.source,
             pending_messages=self._pending,
-            user_id=self.user_id,
-            parent_session_id=self.parent_session_id,
-            system_prompt=self.system_prompt,
-            started_at=self.started_at,
-            usage=self._usage,
-            using=self.using,
+            **self._session_fields(),
         )
         self.saved_count += len(self._pending)
         self._pending = []

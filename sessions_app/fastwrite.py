@@ -25,17 +25,10 @@ from django.db import connections
 from django.db.models import CharField, TextField
 
 from sessions_app.models import Message, Session
+from sessions_app.validation import USAGE_FIELDS
 
-_COUNTERS = (
-    "message_count",
-    "tool_call_count",
-    "api_call_count",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "reasoning_tokens",
-)
+# The counters a flush adds to: the ones it counts itself, then the caller's usage increments.
+_COUNTERS = ("message_count", "tool_call_count", *sorted(USAGE_FIELDS))
 _PER_BATCH = ("session_id", "model_id")
 MESSAGE_FIELDS = tuple(f for f in Message._meta.concrete_fields if not f.primary_key)
 # Written first, in this order: the values shared by the whole batch, then the message's own.

@@ -1,13 +1,14 @@
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.db.models import Count, Exists, F, FloatField, IntegerField, OuterRef, Subquery, Value
+from django.db.models import Count, F, FloatField, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.urls import reverse
 from django.utils.html import format_html
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app.models import Message, Session
+from sessions_app.models import Session
+from sessions_app.querysets import has_messages
 
 
 def with_session_counts(queryset):
@@ -25,7 +26,7 @@ def with_session_counts(queryset):
     def count(queryset):
         return Coalesce(Subquery(queryset.annotate(n=Count("pk")).values("n"), output_field=IntegerField()), 0)
 
-    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    no_message = ~has_messages()
     return queryset.annotate(
         session_count=count(sessions),
         empty_count=count(sessions.filter(no_message)),

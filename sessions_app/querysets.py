@@ -2,6 +2,14 @@ from django.db import models
 from django.db.models import Exists, OuterRef
 
 
+def has_messages() -> Exists:
+    """For the session of the outer query: does it have a message row? An EXISTS on the indexed
+    ``message(session_id, ...)``; ``~has_messages()`` is "empty"."""
+    from sessions_app.models import Message
+
+    return Exists(Message.objects.filter(session_id=OuterRef("pk")))
+
+
 class SessionQuerySet(models.QuerySet):
     """Named, chainable filters over sessions.
 
@@ -11,21 +19,15 @@ class SessionQuerySet(models.QuerySet):
     """
 
     def with_has_messages(self):
-        from sessions_app.models import Message
-
-        return self.annotate(has_messages=Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+        return self.annotate(has_messages=has_messages())
 
     def empty(self):
         """Sessions without any message row."""
-        from sessions_app.models import Message
-
-        return self.filter(~Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+        return self.filter(~has_messages())
 
     def non_empty(self):
         """Sessions with at least one message row."""
-        from sessions_app.models import Message
-
-        return self.filter(Exists(Message.objects.filter(session_id=OuterRef("pk"))))
+        return self.filter(has_messages())
 
     def open(self):
         """Sessions that have not ended."""

@@ -12,7 +12,7 @@ from django.utils import timezone
 from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app import validation
-from sessions_app.services import language_model, run_with_retry
+from sessions_app.services import language_model_id, run_with_model_ids
 
 
 def record_abandoned_agent(
@@ -27,10 +27,10 @@ def record_abandoned_agent(
 
     def write() -> None:
         with transaction.atomic(using=using):
-            model_id = language_model(model, using=using).pk
+            model_id = language_model_id(model, using=using)  # cached after the first commit
             _increment(using, day, model_id, source, reason)
 
-    run_with_retry(write, using=using)
+    run_with_model_ids(write, using=using)
 
 
 def _increment(using: str, day: dt.date, model_id: int, source: str, reason: str) -> None:

@@ -166,10 +166,10 @@ def append_messages(
             fastwrite.insert_messages(using, session_id, model_id, batch.messages)
         return session, created
 
-    return _run_with_model_ids(write, using=using)
+    return run_with_model_ids(write, using=using)
 
 
-def _run_with_model_ids(write, *, using: str):
+def run_with_model_ids(write, *, using: str):
     """``run_with_retry``, and once more after forgetting the cached model ids when the write
     fails on a key: a cached id may point to a model row another process deleted."""
     try:
@@ -255,4 +255,4 @@ def compress_session(
                 )
             return child
 
-    return _run_with_model_ids(write, using=using)
+    return run_with_model_ids(write, using=using)

@@ -106,3 +106,13 @@ def test_concurrent_processes_lose_no_increment():
         ("race/model", "cron", "api_error"): processes * per_process // 2,
     }
     assert Session.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stale_cached_model_id_does_not_lose_an_abandoned_agent():
+    from sessions_app import services
+
+    record_abandoned_agent("a/one", "cli", "timeout")  # committed: the model id is now cached
+    services._model_ids[("default", "a/one")] = 10**9  # another process re-created the model row
+    record_abandoned_agent("a/one", "cli", "timeout")
+    assert tallies() == {("a/one", "cli", "timeout"): 2}

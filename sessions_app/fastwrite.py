@@ -1,12 +1,14 @@
-"""The two statements every flush runs, prepared once from the models' metadata.
+"""The statements every flush runs, prepared once from the models' metadata.
 
 Building a QuerySet, compiling it and instantiating a model per message cost several times more
 than the database work of a flush (profiled: ~85% of ``append_messages`` time on SQLite). The
 statements below are generated from ``Message``/``Session`` ``_meta`` (so they follow the models and
 their migrations) and use each field's own ``get_db_prep_save`` and the backend's converters, so the
 values written and read are exactly what the ORM would write and read. Session creation still goes
-through ``get_or_create``; only appending to an existing session and inserting messages skip the
-query compiler.
+through ``get_or_create``: ``SessionQuerySet.get_or_create`` runs Django's algorithm (read; else
+insert in a savepoint; on an IntegrityError read the winner's row) with the read and the insert
+below (``session_exists``, ``insert_session``) instead of compiling a query for each; it falls back
+to Django's own whenever anything could tell the difference (see ``can_get_or_create``).
 
 They also skip Django's cursor wrapper when nobody is watching queries: its per-statement layers
 (execute wrappers, SQLite's ``%s`` -> ``?`` regex on every call, the ``tee`` of ``executemany``)
@@ -22,8 +24,21 @@ from functools import cache, lru_cache
 from itertools import repeat
 
 from django.db import connections
-from django.db.models import CharField, TextField
+from django.db.backends.base.operations import BaseDatabaseOperations
+from django.db.models import (
+    BigIntegerField,
+    CharField,
+    IntegerField,
+    Model,
+    PositiveBigIntegerField,
+    PositiveIntegerField,
+    PositiveSmallIntegerField,
+    SmallIntegerField,
+    TextField,
+)
+from django.db.models.signals import post_save, pre_save
 
+from agents_app.fields import KeyField
 from sessions_app.models import Message, Session
 from sessions_app.validation import USAGE_FIELDS
 
@@ -36,6 +51,14 @@ _COLUMN_FIELDS = tuple(Message._meta.get_field(n) for n in ("session", "model"))
     f for f in MESSAGE_FIELDS if f.attname not in _PER_BATCH
 )
 _MISSING = object()
+_INTEGER_FIELDS = (
+    IntegerField,
+    BigIntegerField,
+    SmallIntegerField,
+    PositiveIntegerField,
+    PositiveBigIntegerField,
+    PositiveSmallIntegerField,
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +88,13 @@ def _unchanged_types(field, connection) -> frozenset:
     types = set()
     if field.get_db_prep_save(None, connection) is None:
         types.add(type(None))
-    if type(field) in (CharField, TextField):  # to_python/get_prep_value return a str unchanged
+    if type(field) in (CharField, TextField, KeyField):  # to_python/get_prep_value return a str unchanged
         types.add(str)
+    # get_prep_value is int(value); the backend may then wrap it (PostgreSQL binds typed ints).
+    if type(field) in _INTEGER_FIELDS and (
+        type(connection.ops).adapt_integerfield_value is BaseDatabaseOperations.adapt_integerfield_value
+    ):
+        types.add(int)
     return frozenset(types)
 
 
@@ -128,6 +156,98 @@ def _cursor(connection, statement: _Statement):
         return connection.connection.cursor(), statement.native, True
     # The backend's own cursor: PostgreSQL's time-zone loader, MySQL's error-code translation.
     return connection.create_cursor(), statement.native, True
+
+
+@cache
+def _session_insert(alias: str, vendor: str) -> tuple[_Statement, tuple]:
+    """The INSERT of every concrete Session column, and per column (pre_save, get_db_prep_save,
+    types whose values it returns unchanged) -- what ``Model.save(force_insert=True)`` computes."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    fields = Session._meta.local_concrete_fields
+    columns = ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    statement = _statement(
+        connection,
+        f"INSERT INTO {quote(Session._meta.db_table)} ({columns}) VALUES ({placeholders})",  # noqa: S608
+    )
+    return statement, tuple((f.pre_save, f.get_db_prep_save, _unchanged_types(f, connection)) for f in fields)
+
+
+@cache
+def _session_select(alias: str, vendor: str, for_update: bool) -> _Statement:
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    meta = Session._meta
+    sql = f"SELECT 1 FROM {quote(meta.db_table)} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+    if for_update:
+        sql += " " + connection.ops.for_update_sql()
+    return _statement(connection, sql)
+
+
+def can_get_or_create(queryset, lookup: dict) -> bool:
+    """Whether ``queryset.get_or_create(**lookup)`` may take the prepared read and insert.
+
+    Only for a lookup by primary key alone on an unfiltered, unsliced Session queryset (plain or
+    ``select_for_update()`` inside a transaction), and only while no ``pre_save``/``post_save``
+    receiver listens for Session and ``save()`` is Django's own: then the prepared statements
+    are exactly what Django's ``get_or_create`` would run, minus compiling them.
+    """
+    if queryset.model is not Session or len(lookup) != 1 or next(iter(lookup)) not in ("pk", Session._meta.pk.name):
+        return False
+    query = queryset.query
+    if query.where or query.combinator or query.low_mark or query.high_mark is not None:
+        return False
+    if query.select_for_update and (
+        query.select_for_update_nowait
+        or query.select_for_update_skip_locked
+        or query.select_for_update_of
+        or query.select_for_no_key_update
+        or connections[queryset.db].get_autocommit()  # Django raises for this; let it
+    ):
+        return False
+    return Session.save is Model.save and not (pre_save.has_listeners(Session) or post_save.has_listeners(Session))
+
+
+def session_exists(alias: str, pk, *, for_update: bool = False) -> bool:
+    """Whether the session row ``pk`` exists (and, ``for_update`` where supported, lock it)."""
+    connection = connections[alias]
+    for_update = for_update and connection.features.has_select_for_update
+    statement = _session_select(alias, connection.vendor, for_update)
+    value = Session._meta.pk.get_db_prep_save(pk, connection)
+    cursor, sql, driver = _cursor(connection, statement)
+    try:
+        if driver:
+            with connection.wrap_database_errors:
+                cursor.execute(sql, (value,))
+                return cursor.fetchone() is not None
+        cursor.execute(sql, (value,))
+        return cursor.fetchone() is not None
+    finally:
+        cursor.close()
+
+
+def insert_session(alias: str, session: Session) -> None:
+    """INSERT ``session`` as ``session.save(force_insert=True, using=alias)`` would (same values,
+    same checks of related objects), and mark it saved."""
+    connection = connections[alias]
+    statement, columns = _session_insert(alias, connection.vendor)
+    session._prepare_related_fields_for_save(operation_name="save")
+    params = []
+    for pre_save_value, prep, unchanged in columns:
+        value = pre_save_value(session, True)
+        params.append(value if type(value) in unchanged else prep(value, connection))
+    cursor, sql, driver = _cursor(connection, statement)
+    try:
+        if driver:
+            with connection.wrap_database_errors:
+                cursor.execute(sql, params)
+        else:
+            cursor.execute(sql, params)
+    finally:
+        cursor.close()
+    session._state.db = alias
+    session._state.adding = False
 
 
 def insert_messages(alias: str, session_id: str, model_id: int | None, messages: list[dict]) -> None:

@@ -156,10 +156,8 @@ def append_messages(
                 }
                 # get_or_create handles the race with another writer creating the same id: the
                 # loser's INSERT fails inside a savepoint and it reads (and locks) the winner's row.
-                # Its read only decides get-or-create (the row returned comes from the insert, or
-                # from the counter update below), so it selects the key alone: a third of the
-                # first flush's cost was compiling and loading the other 29 columns.
-                sessions = Session.objects.using(using).select_for_update().only("pk")
+                # (SessionQuerySet.get_or_create runs this lookup by key with prepared statements.)
+                sessions = Session.objects.using(using).select_for_update()
                 session, created = sessions.get_or_create(pk=session_id, defaults=defaults)
                 if not created:
                     session = fastwrite.add_to_counters(using, session_id, increments)

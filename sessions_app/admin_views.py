@@ -1,10 +1,11 @@
 """The admin's empty-session analytics page (``admin:sessions_app_session_empty_rates``).
 
-One ``empty_session_rates`` call feeds the page's per-model table, ``?format=csv`` and
-``?format=json`` alike (the same numbers as ``manage.py empty_sessions``); one more grouped query
-(``empty_rate_trend``) feeds the trend chart, total and per model. Two small queries on the
-abandoned-agent tally (``abandoned_agent_counts``, per model and per bucket) feed the "ended
-without a message" section and the chart's second series.
+``?format=csv`` and ``?format=json`` are one ``empty_session_rates`` call (the same numbers as
+``manage.py empty_sessions``). The HTML page reads the sessions once: one grouped query
+(``empty_rate_trend``, per bucket and model) feeds the trend chart, and its sums per model are the
+per-model table (``report_from_trend``; the same numbers again, without a second pass over a
+million sessions). Two small queries on the abandoned-agent tally (``abandoned_agent_counts``, per
+model and per bucket) feed the "ended without a message" section and the chart's second series.
 """
 
 import datetime as dt
@@ -26,9 +27,11 @@ from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import charts, reporting
 from sessions_app.analytics import (
     NO_MODEL_KEY,
+    build_report,
     empty_session_rates,
     group_expression,
     group_key,
+    report_filters,
     session_and_empty_counts,
     utc_bound,
 )
@@ -120,6 +123,17 @@ def empty_rate_trend(
     return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
 
 
+def report_from_trend(points: list[TrendPoint], *, since=None, until=None, source=None):
+    """The per-model ``empty_session_rates`` report for the same filters, summed from the trend's
+    points (every session is in exactly one bucket, so the sums are that report's numbers)."""
+    filters = report_filters(since=since, until=until, source=source)
+    counts = defaultdict(lambda: [0, 0])
+    for point in points:
+        counts[point.model][0] += point.sessions
+        counts[point.model][1] += point.empty
+    return build_report("model", filters, {key: tuple(pair) for key, pair in counts.items()})
+
+
 class EmptyRatesView(View):
     """The analytics page, and its CSV and JSON downloads (``?format=csv|json``)."""
 
@@ -139,11 +153,15 @@ class EmptyRatesView(View):
         )
         form = EmptyRatesForm(request.GET, sources=sources)
         wanted = request.GET.get("format") or "html"
-        report = None
+        report = points = None
         if form.is_valid():
             filters = {name: form.cleaned_data[name] or None for name in ("since", "until", "source")}
             try:
-                report = empty_session_rates("model", **filters)
+                if form.cleaned_data["format"] == "html":
+                    points = empty_rate_trend(form.cleaned_data["bucket"], **filters)
+                    report = report_from_trend(points, **filters)
+                else:
+                    report = empty_session_rates("model", **filters)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)
@@ -161,9 +179,9 @@ class EmptyRatesView(View):
             response["Content-Disposition"] = 'attachment; filename="empty-session-rates-by-model.csv"'
             reporting.write_csv(exported, response)
             return response
-        return self.render(request, form, report, filters)
+        return self.render(request, form, report, filters, points)
 
-    def render(self, request, form, report, filters):
+    def render(self, request, form, report, filters, points=None):
         opts = self.model_admin.model._meta
         context = {
             **self.model_admin.admin_site.each_context(request),
@@ -174,10 +192,10 @@ class EmptyRatesView(View):
             "has_filters": any(request.GET.get(name) for name in ("since", "until", "source")),
         }
         if report is not None:
-            context.update(self.report_context(request, form, report, filters))
+            context.update(self.report_context(request, form, report, filters, points))
         return TemplateResponse(request, self.template_name, context)
 
-    def report_context(self, request, form, report, filters):
+    def report_context(self, request, form, report, filters, points):
         changelist = reverse("admin:sessions_app_session_changelist")
         base_filters = _changelist_filters(filters)
         model_ids = dict(LanguageModel.objects.filter(name__in=[r.key for r in report.rows]).values_list("name", "pk"))
@@ -208,7 +226,7 @@ class EmptyRatesView(View):
             worst = {**worst.as_dict(), "rate": charts.percent(worst.rate), "url": drill(worst.key, empty="yes")}
         bucket = form.cleaned_data["bucket"]
         abandoned = self.abandoned_context(report, filters)
-        trend = self.trend_context(bucket, report, filters, base_filters, changelist)
+        trend = self.trend_context(bucket, points, report, filters, base_filters, changelist)
         query = request.GET.copy()
         query.pop("format", None)
         return {
@@ -260,8 +278,7 @@ class EmptyRatesView(View):
             and self.request.user.has_perm("agents_app.view_abandonedagenttally"),
         }
 
-    def trend_context(self, bucket, report, filters, base_filters, changelist):
-        points = empty_rate_trend(bucket, **filters)
+    def trend_context(self, bucket, points, report, filters, base_filters, changelist):
         totals = defaultdict(lambda: [0, 0])
         per_model = defaultdict(dict)
         for p in points:

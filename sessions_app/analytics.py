@@ -124,14 +124,8 @@ def empty_session_rates(
         raise ValidationError(
             {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
         )
-    since = utc_bound(since, "since")
-    until = utc_bound(until, "until")
-    if since is not None and until is not None and since >= until:
-        raise ValidationError(
-            {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
-        )
-    model = _exact_text(model, "model")
-    source = _exact_text(source, "source")
+    filters = report_filters(since=since, until=until, model=model, source=source)
+    since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
 
     connection = connections[using]
     sessions = Session.objects.using(using).order_by()
@@ -152,15 +146,36 @@ def empty_session_rates(
         groups = sessions.values("model").annotate(group=Min("model__name"))
     else:
         groups = sessions.annotate(group=group_expression(by, connection)).values("group")
-    groups = session_and_empty_counts(groups, "group")
     counts = {}
-    for group, sessions_count, empty in groups:
+    for group, sessions_count, empty in session_and_empty_counts(groups, "group"):
         key = group_key(by, group)
         before = counts.get(key, (0, 0))
         counts[key] = (before[0] + sessions_count, before[1] + empty)
+    return build_report(by, filters, counts)
+
+
+def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
+    """The filters of ``empty_session_rates``, checked and normalised as it does (bounds in UTC);
+    ``ValidationError`` for a bad bound, ``since >= until`` or an empty or non-text name."""
+    since = utc_bound(since, "since")
+    until = utc_bound(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise ValidationError(
+            {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
+        )
+    return {
+        "since": since,
+        "until": until,
+        "model": _exact_text(model, "model"),
+        "source": _exact_text(source, "source"),
+    }
+
+
+def build_report(by: str, filters: dict, counts: dict) -> EmptySessionReport:
+    """A report from ``{key: (sessions, empty)}`` and normalised ``filters`` (``report_filters``):
+    rows in key order and their total, as ``empty_session_rates`` returns them."""
     rows = [RateRow(key, *counts[key]) for key in sorted(counts)]
     total = RateRow(TOTAL_KEY, sum(row.sessions for row in rows), sum(row.empty for row in rows))
-    filters = {"since": since, "until": until, "model": model, "source": source}
     return EmptySessionReport(by=by, filters=filters, rows=rows, total=total)
 
 

@@ -23,6 +23,7 @@ from agents_app.agent import Agent
 from agents_app.models import LanguageModel
 from sessions_app import paginators
 from sessions_app.admin import INLINE_MESSAGES
+from sessions_app.analytics import empty_session_rates
 from sessions_app.cleanup import EmptyDeletion, delete_empty_sessions
 from sessions_app.models import Message, Session
 from sessions_app.querysets import SessionQuerySet
@@ -375,9 +376,34 @@ def test_page_numbers(admin_client, world):
     assert response.context["worst"]["key"] == OPUS
     content = response.content.decode()
     assert "66.7%" in content and XSS not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
-    # session, user, source choices, report, trend, model ids, abandoned-agent tally per model and
-    # per bucket: no query per model or per day.
-    assert len(queries) <= 9
+    # session, user, source choices, trend (the per-model table is summed from it), model ids,
+    # abandoned-agent tally per model and per bucket: no query per model or per day.
+    assert len(queries) <= 8
+
+
+@pytest.mark.parametrize(
+    "params, filters",
+    [
+        ({}, {}),
+        ({"bucket": "week"}, {}),
+        (
+            {"since": "2026-01-06", "until": "2026-01-12", "source": "cli"},
+            {"since": dt.date(2026, 1, 6), "until": dt.date(2026, 1, 12), "source": "cli"},
+        ),
+        (
+            {"since": "2026-01-12T00:00:00Z", "source": "telegram"},
+            {"since": dt.datetime(2026, 1, 12, tzinfo=dt.UTC), "source": "telegram"},
+        ),
+    ],
+)
+def test_page_table_is_the_per_model_report(admin_client, world, params, filters):
+    """The page sums its per-model table from the trend query: it must be the report the command
+    and ?format=json give for the same filters, row for row and in total."""
+    response = admin_client.get(RATES_URL, params)
+    expected = empty_session_rates("model", **filters).as_dict()
+    assert response.context["report"].as_dict() == expected
+    assert json.loads(admin_client.get(RATES_URL, {**params, "format": "json"}).content) == expected
+    assert sum(row["sessions"] for row in response.context["trend_rows"]) == expected["total"]["sessions"]
 
 
 def test_page_queries_do_not_grow_with_models(admin_client, legacy_session):

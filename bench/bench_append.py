@@ -17,7 +17,6 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -176,8 +175,6 @@ def main():
     summary = report(run(args), args, connection.vendor)
     if args.json:
         print(json.dumps(summary))
-    if os.environ.get("DATABASE_URL", "").startswith("sqlite"):
-        pass
 
 
 if __name__ == "__main__":

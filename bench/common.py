@@ -28,8 +28,26 @@ def setup_django(default_sqlite_name: str) -> None:
 
     django.setup()
     from django.core.management import call_command
+    from django.db import connection
 
+    create_database_if_missing(connection)
     call_command("migrate", verbosity=0)
+
+
+def create_database_if_missing(connection) -> None:
+    """Create the PostgreSQL or MariaDB/MySQL database DATABASE_URL names, when it does not exist."""
+    from django.db import OperationalError
+
+    try:
+        connection.ensure_connection()
+    except OperationalError as exc:
+        missing = "does not exist" in str(exc) or (exc.args and exc.args[0] == 1049)  # MySQL: unknown database
+        if connection.vendor == "sqlite" or not missing:
+            raise
+        name = connection.settings_dict["NAME"]
+        with connection._nodb_cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
+        print(f"created {connection.vendor} database {name}")
 
 
 def timed(func) -> float:

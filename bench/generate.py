@@ -5,7 +5,7 @@
 
 Without DATABASE_URL the database is the SQLite file /tmp/hermes_bench_scale.sqlite3 (never the
 project's db.sqlite3); bench_analytics.py and bench_admin.py read the same database afterwards.
-A PostgreSQL database named in DATABASE_URL is created if it does not exist.
+A PostgreSQL or MariaDB database named in DATABASE_URL is created if it does not exist.
 
 The data: 8 models and 6 sources of different popularity, sessions spread evenly over 90 days
 before --end, each empty with a probability that depends on its model and source (~35% overall),
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import create_database_if_missing
 
 DEFAULT_SQLITE = Path(tempfile.gettempdir()) / "hermes_bench_scale.sqlite3"
 
@@ -243,20 +244,6 @@ class Writer:
             cur.fetchall()
 
 
-def create_postgres_database_if_missing(connection) -> None:
-    from django.db import OperationalError
-
-    try:
-        connection.ensure_connection()
-    except OperationalError as exc:
-        if "does not exist" not in str(exc):
-            raise
-        name = connection.settings_dict["NAME"]
-        with connection._nodb_cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {connection.ops.quote_name(name)}")
-        print(f"created PostgreSQL database {name}")
-
-
 def reset(connection) -> None:
     """Delete every session, message and language model (and the append bench's leftovers)."""
     with connection.cursor() as cursor:
@@ -315,8 +302,7 @@ def main() -> int:
     from agents_app.models import LanguageModel
     from sessions_app.models import Session
 
-    if connection.vendor == "postgresql":
-        create_postgres_database_if_missing(connection)
+    create_database_if_missing(connection)
     call_command("migrate", verbosity=0)
     existing = Session.objects.count()
     if existing and not args.reset:

@@ -19,6 +19,7 @@ are being logged (``DEBUG``, ``CaptureQueriesContext``, ``django_assert_num_quer
 so that they are seen like any other query.
 """
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from itertools import repeat
@@ -74,7 +75,8 @@ class _Plan:
     # whether the column may be left out of the INSERT when the whole batch has None for it).
     columns: tuple
     returning: bool
-    converters: list  # (position, converter functions, expression) of the RETURNING columns
+    select: _Statement  # the row after the update, where UPDATE ... RETURNING is not available
+    converters: list  # (position, converter functions, expression) of the session columns read back
     attnames: list
 
 
@@ -110,16 +112,17 @@ def _plan(alias: str, vendor: str) -> _Plan:
     # PostgreSQL); MariaDB has no UPDATE ... RETURNING, so the row is read after the update.
     returning = vendor in {"postgresql", "sqlite"} and connection.features.can_return_columns_from_insert
     fields = session_meta.concrete_fields
-    converters = []
+    columns = ", ".join(quote(f.column) for f in fields)
     if returning:
-        update += " RETURNING " + ", ".join(quote(f.column) for f in fields)
-        compiler = Session.objects.using(alias).query.get_compiler(alias)
-        converters = [
-            (position, functions, expression)
-            for position, (functions, expression) in compiler.get_converters(
-                [f.get_col(session_meta.db_table) for f in fields]
-            ).items()
-        ]
+        update += " RETURNING " + columns
+    select = f"SELECT {columns} FROM {quote(session_meta.db_table)} WHERE {quote(session_meta.pk.column)} = %s"  # noqa: S608
+    compiler = Session.objects.using(alias).query.get_compiler(alias)
+    converters = [
+        (position, functions, expression)
+        for position, (functions, expression) in compiler.get_converters(
+            [f.get_col(session_meta.db_table) for f in fields]
+        ).items()
+    ]
     message_columns = tuple(
         # A nullable column without a database default gets NULL when it is not listed, exactly
         # what listing it with None writes; leaving it out saves binding it for every row.
@@ -131,6 +134,7 @@ def _plan(alias: str, vendor: str) -> _Plan:
         update=_statement(connection, update),
         columns=message_columns,
         returning=returning,
+        select=_statement(connection, select),
         converters=converters,
         attnames=[f.attname for f in fields],
     )
@@ -145,6 +149,22 @@ def _insert(alias: str, vendor: str, attnames: tuple[str, ...]) -> _Statement:
     columns = ", ".join(quote(by_attname[name].column) for name in (*_PER_BATCH, *attnames))
     placeholders = ", ".join(["%s"] * (len(_PER_BATCH) + len(attnames)))
     return _statement(connection, f"INSERT INTO {quote(Message._meta.db_table)} ({columns}) VALUES ({placeholders})")  # noqa: S608
+
+
+def _run(connection, statement: _Statement, params, *, many: bool = False, fetch: bool = False):
+    """Execute ``statement`` (``executemany`` if ``many``); returns ``(first row or None, rowcount)``.
+    Driver errors come out as Django's exception classes either way."""
+    cursor, sql, driver = _cursor(connection, statement)
+    try:
+        with connection.wrap_database_errors if driver else nullcontext():
+            if many:
+                cursor.executemany(sql, params)
+            else:
+                cursor.execute(sql, params)
+            row = cursor.fetchone() if fetch else None
+        return row, cursor.rowcount
+    finally:
+        cursor.close()
 
 
 def _cursor(connection, statement: _Statement):
@@ -215,16 +235,8 @@ def session_exists(alias: str, pk, *, for_update: bool = False) -> bool:
     for_update = for_update and connection.features.has_select_for_update
     statement = _session_select(alias, connection.vendor, for_update)
     value = Session._meta.pk.get_db_prep_save(pk, connection)
-    cursor, sql, driver = _cursor(connection, statement)
-    try:
-        if driver:
-            with connection.wrap_database_errors:
-                cursor.execute(sql, (value,))
-                return cursor.fetchone() is not None
-        cursor.execute(sql, (value,))
-        return cursor.fetchone() is not None
-    finally:
-        cursor.close()
+    row, _ = _run(connection, statement, (value,), fetch=True)
+    return row is not None
 
 
 def insert_session(alias: str, session: Session) -> None:
@@ -237,15 +249,7 @@ def insert_session(alias: str, session: Session) -> None:
     for pre_save_value, prep, unchanged in columns:
         value = pre_save_value(session, True)
         params.append(value if type(value) in unchanged else prep(value, connection))
-    cursor, sql, driver = _cursor(connection, statement)
-    try:
-        if driver:
-            with connection.wrap_database_errors:
-                cursor.execute(sql, params)
-        else:
-            cursor.execute(sql, params)
-    finally:
-        cursor.close()
+    _run(connection, statement, params)
     session._state.db = alias
     session._state.adding = False
 
@@ -281,16 +285,7 @@ def insert_messages(alias: str, session_id: str, model_id: int | None, messages:
         attnames.append(attname)
         values.append(column)
     statement = _insert(alias, connection.vendor, tuple(attnames))
-    rows = list(zip(*values, strict=True))
-    cursor, sql, driver = _cursor(connection, statement)
-    try:
-        if driver:
-            with connection.wrap_database_errors:
-                cursor.executemany(sql, rows)
-        else:
-            cursor.executemany(sql, rows)
-    finally:
-        cursor.close()
+    _run(connection, statement, list(zip(*values, strict=True)), many=True)
 
 
 def add_to_counters(alias: str, session_id: str, increments: dict[str, int]) -> Session | None:
@@ -300,20 +295,10 @@ def add_to_counters(alias: str, session_id: str, increments: dict[str, int]) -> 
     plan = _plan(alias, connection.vendor)
     params = [increments.get(name, 0) for name in _COUNTERS]
     params.append(session_id)
-    cursor, sql, driver = _cursor(connection, plan.update)
-    try:
-        if driver:
-            with connection.wrap_database_errors:
-                cursor.execute(sql, params)
-                row = cursor.fetchone() if plan.returning else None
-        else:
-            cursor.execute(sql, params)
-            row = cursor.fetchone() if plan.returning else None
-        updated = cursor.rowcount
-    finally:
-        cursor.close()
-    if not plan.returning:
-        return Session.objects.using(alias).get(pk=session_id) if updated else None
+    row, updated = _run(connection, plan.update, params, fetch=plan.returning)
+    if not plan.returning and updated:
+        # MariaDB/MySQL: no UPDATE ... RETURNING; the row is read back under the lock just taken.
+        row, _ = _run(connection, plan.select, (session_id,), fetch=True)
     if row is None:
         return None
     values = list(row)

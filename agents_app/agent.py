@@ -88,7 +88,11 @@ class Agent:
         self._pending.append({"role": role, "content": content, **fields})
 
     def add_usage(self, **counters: int) -> None:
-        """Buffer token usage (input_tokens, output_tokens, ...), saved with the next flush."""
+        """Buffer token usage (input_tokens, output_tokens, ...), saved with the next flush.
+
+        Usage reported after the last message still reaches the session: ``flush()``, ``end()``
+        and ``compress()`` add it to the session's counters when there is a session. An agent
+        that never saved a message has no session to add it to, so its usage is not stored."""
         for name, value in counters.items():
             self._usage[name] = self._usage.get(name, 0) + value
 
@@ -97,7 +101,8 @@ class Agent:
         self.model = model
 
     def flush(self) -> int:
-        """Save the buffered messages; returns how many were written (0, with no query, if none).
+        """Save the buffered messages; returns how many were written (0, with no query, if none
+        and no usage is waiting for an existing session).
 
         On an error nothing is written and the messages stay buffered: calling ``flush()`` again
         retries them exactly once. Called inside a transaction of your own, the write joins it:
@@ -105,6 +110,10 @@ class Agent:
         later discards them with it.
         """
         if not self._pending:
+            if self._usage and (self.saved_count or self._resumed):
+                usage = dict(self._usage)
+                if services.add_usage(self.session_id, usage, using=self.using):
+                    self._usage = {}
             return 0
         batch = list(self._pending)
         services.append_messages(self.session_id, batch, **self._session_fields())

@@ -12,6 +12,7 @@ from django.utils import timezone
 from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app import validation
+from sessions_app.analytics import exact_name
 from sessions_app.services import language_model_id, run_with_model_ids
 
 
@@ -82,6 +83,8 @@ def prune_abandoned_tally(
     Today's row and the ``keep_days`` days before it are kept. ``model``/``source`` limit the prune
     to exact names, as ``prune_empty_sessions`` does.
     """
+    model = exact_name(model, "model")
+    source = exact_name(source, "source")
     if keep_days is None:
         keep_days = settings.HERMES_ABANDONED_TALLY_RETENTION_DAYS
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 0:

@@ -166,8 +166,8 @@ def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
     return {
         "since": since,
         "until": until,
-        "model": _exact_text(model, "model"),
-        "source": _exact_text(source, "source"),
+        "model": exact_name(model, "model"),
+        "source": exact_name(source, "source"),
     }
 
 
@@ -238,7 +238,9 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
     raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
 
 
-def _exact_text(value, name: str) -> str | None:
+def exact_name(value, name: str) -> str | None:
+    """A model or source name to match exactly, checked: None (no filter) or non-empty text;
+    ``ValidationError`` keyed by ``name`` otherwise."""
     if value is None:
         return None
     if not isinstance(value, str):

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from agents_app.fields import filter_exact
 from agents_app.models import LanguageModel
+from sessions_app.analytics import exact_name
 from sessions_app.models import Session
 from sessions_app.querysets import has_messages
 from sessions_app.services import run_with_retry
@@ -80,7 +81,15 @@ def prune_empty_sessions(
         )
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValidationError({"batch_size": f"must be a whole number from 1 to {MAX_BATCH_SIZE}."})
-    result = PruneResult(cutoff=(now or timezone.now()) - older_than, dry_run=dry_run)
+    model = exact_name(model, "model")
+    source = exact_name(source, "source")
+    try:
+        cutoff = (now or timezone.now()) - older_than
+    except OverflowError:
+        raise ValidationError(
+            {"older_than": f"{older_than.days} days reaches back before the year 1: no session is that old."}
+        ) from None
+    result = PruneResult(cutoff=cutoff, dry_run=dry_run)
 
     scope = Session.objects.using(using).all()
     if model is not None:

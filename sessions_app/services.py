@@ -179,6 +179,22 @@ def run_with_model_ids(write, *, using: str):
         return run_with_retry(write, using=using)
 
 
+def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT_DB_ALIAS) -> bool:
+    """Add token usage (``input_tokens``, ``output_tokens``, ...) to an existing session's counters
+    without a message: usage reported after the last flush. One UPDATE; returns False (and
+    writes nothing) when the session does not exist, since usage alone never creates a session."""
+    session_id = validation.check_session_id(session_id)
+    increments = validation.check_usage(usage)
+    if not any(increments.values()):
+        return Session.objects.using(using).filter(pk=session_id).exists()
+
+    def write() -> bool:
+        with transaction.atomic(using=using):
+            return fastwrite.add_to_counters(using, session_id, increments) is not None
+
+    return run_with_retry(write, using=using)
+
+
 def end_session(
     session_id: str, reason: str = "completed", *, ended_at: dt.datetime | None = None, using: str = DEFAULT_DB_ALIAS
 ) -> bool:
@@ -236,6 +252,8 @@ def compress_session(
                     usage=usage,
                     using=using,
                 )
+            elif usage:
+                add_usage(session_id, usage, using=using)  # reported after the parent's last flush
             parent_exists = end_session(session_id, "compression", using=using)
             child, created = append_messages(
                 child_session_id,

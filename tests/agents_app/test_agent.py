@@ -215,3 +215,59 @@ def test_returned_session_times_are_utc_and_api_calls_fit_their_column(db):
             "s", [{"role": "user", "content": "x"}], model="m", source="cli", usage={"api_call_count": 2**31}
         )
     assert Session.objects.get(pk="s").message_count == 1
+
+
+def test_usage_reported_after_the_last_flush_reaches_the_session(db):
+    agent = Agent("openai/gpt-5")
+    agent.add_message("user", "hi")
+    agent.add_usage(input_tokens=3)
+    agent.flush()
+    agent.add_usage(input_tokens=100, output_tokens=7)
+    assert agent.flush() == 0  # no message written, but the usage is
+    agent.add_usage(reasoning_tokens=5)
+    agent.end()
+    session = Session.objects.get(pk=agent.session_id)
+    assert (session.input_tokens, session.output_tokens, session.reasoning_tokens) == (103, 7, 5)
+    assert session.message_count == 1 == Message.objects.count()
+    assert session.end_reason == "completed"
+
+
+def test_usage_after_the_last_flush_goes_to_the_parent_on_compress(db):
+    agent = Agent("openai/gpt-5")
+    agent.add_message("user", "hi")
+    agent.flush()
+    agent.add_usage(input_tokens=50)
+    child = agent.compress("summary so far")
+    assert Session.objects.get(pk=agent.session_id).input_tokens == 50
+    assert Session.objects.get(pk=child.session_id).input_tokens == 0
+
+
+def test_usage_of_an_agent_that_never_spoke_creates_nothing(db, settings, django_assert_num_queries):
+    settings.HERMES_TRACK_ABANDONED_AGENTS = False
+    agent = Agent("openai/gpt-5")
+    agent.add_usage(input_tokens=10)
+    with django_assert_num_queries(0):
+        assert agent.flush() == 0
+        agent.end("timeout")
+    assert not Session.objects.exists()
+    # The usage waits for a first message, and then goes with it.
+    later = Agent("openai/gpt-5")
+    later.add_usage(input_tokens=10)
+    later.add_message("user", "hello")
+    later.flush()
+    assert Session.objects.get(pk=later.session_id).input_tokens == 10
+
+
+def test_add_usage_service(db):
+    from sessions_app.services import add_usage
+
+    assert add_usage("missing", {"input_tokens": 5}) is False
+    assert not Session.objects.exists()
+    append_messages("s1", [{"role": "user", "content": "hi"}], model="m", source="cli")
+    assert add_usage("s1", {"input_tokens": 5, "cache_read_tokens": 2}) is True
+    with pytest.raises(ValidationError):
+        add_usage("s1", {"input_tokens": -1})
+    with pytest.raises(ValidationError):
+        add_usage("s1", {"bogus": 1})
+    session = Session.objects.get(pk="s1")
+    assert (session.input_tokens, session.cache_read_tokens, session.message_count) == (5, 2, 1)

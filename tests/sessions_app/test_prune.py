@@ -270,6 +270,12 @@ def test_command_warns_about_unknown_model(old_sessions):
         (["--older-than", ""], "not a duration"),
         (["--older-than", "0"], "positive duration"),
         (["--batch-size", "0"], "--batch-size"),
+        (["--older-than", "999999d"], "--older-than: 999999 days reaches back before the year 1"),
+        (["--older-than", "99999999999d"], "longer than any date range"),
+        (["--older-than", "9" * 30], "longer than any date range"),
+        (["--model", ""], "--model: must not be empty"),
+        (["--source", ""], "--source: must not be empty"),
+        (["--tally-keep-days", "-1"], "--tally-keep-days: must be a whole number"),
     ],
 )
 def test_command_bad_arguments(old_sessions, args, message):

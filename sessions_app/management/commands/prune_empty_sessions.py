@@ -20,10 +20,15 @@ def parse_duration(text: str) -> dt.timedelta:
     """``30m``, ``24h``, ``7d``, ``2w``, combinations such as ``1d12h``, or plain seconds."""
     value = text.strip().lower()
     if value.isdigit():
-        return dt.timedelta(seconds=int(value))
-    if not _DURATION.fullmatch(value):
-        raise ValueError(text)
-    return dt.timedelta(seconds=sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value)))
+        seconds = int(value)
+    elif _DURATION.fullmatch(value):
+        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    else:
+        raise ValueError(f"{text!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds.")
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{text!r} is longer than any date range there is.") from None
 
 
 def describe(delta: dt.timedelta) -> str:
@@ -91,10 +96,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         try:
             older_than = parse_duration(options["older_than"])
-        except ValueError:
-            raise CommandError(
-                f"--older-than {options['older_than']!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds."
-            ) from None
+        except ValueError as exc:
+            raise CommandError(f"--older-than {exc}") from None
         using = options["database"]
         query = {
             "older_than": older_than,
@@ -132,17 +135,10 @@ class Command(BaseCommand):
         self.report(result, older_than, tally)
 
     def run(self, **kwargs) -> PruneResult:
-        try:
-            return prune_empty_sessions(**kwargs)
-        except ValidationError as exc:
-            problems = (f"--{name.replace('_', '-')}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
-            raise CommandError("; ".join(problems)) from None
+        return _as_command_error(prune_empty_sessions, **kwargs)
 
     def prune_tally(self, **kwargs) -> TallyPruneResult:
-        try:
-            return prune_abandoned_tally(**kwargs)
-        except ValidationError as exc:
-            raise CommandError(f"--tally-keep-days: {' '.join(exc.message_dict['keep_days'])}") from None
+        return _as_command_error(prune_abandoned_tally, **kwargs)
 
     def confirm(self, plan: PruneResult, using: str, tally: TallyPruneResult) -> None:
         what = f"{plan.total_deleted:,} empty sessions started before {plan.cutoff:%Y-%m-%d %H:%M} UTC"
@@ -216,3 +212,18 @@ class Command(BaseCommand):
             )
         elif self.verbosity >= 2:
             self.stdout.write(f"Abandoned-agent tally: nothing from before {tally.before}.")
+
+
+_OPTIONS = {"keep_days": "tally-keep-days"}  # argument name -> option, where they differ
+
+
+def _as_command_error(function, **kwargs):
+    """``function(**kwargs)``, its ValidationError given as a CommandError naming the options."""
+    try:
+        return function(**kwargs)
+    except ValidationError as exc:
+        problems = (
+            f"--{_OPTIONS.get(name, name.replace('_', '-'))}: {' '.join(errors)}"
+            for name, errors in exc.message_dict.items()
+        )
+        raise CommandError("; ".join(problems)) from None

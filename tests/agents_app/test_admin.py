@@ -1,4 +1,5 @@
-"""The LanguageModel changelist: per-model session counts, empty counts and rates in one query."""
+"""The LanguageModel changelist: per-model session counts, empty counts and rates, the sessions
+read once whatever the number of models."""
 
 import datetime as dt
 
@@ -6,6 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from agents_app import admin as agents_admin
 from agents_app.agent import Agent
 from agents_app.models import LanguageModel
 
@@ -16,6 +18,15 @@ XSS = "<script>alert(1)</script>"
 @pytest.fixture(autouse=True)
 def plain_http(settings):
     settings.SECURE_SSL_REDIRECT = False
+
+
+@pytest.fixture(autouse=True, params=["counted-once", "correlated"])
+def shape(request, monkeypatch):
+    """Both ways of annotating the counts: constants from one grouped query (the default), and
+    the correlated counts used past MAX_CASE_MODELS models."""
+    if request.param == "correlated":
+        monkeypatch.setattr(agents_admin, "MAX_CASE_MODELS", 0)
+    return request.param
 
 
 def speak(model: str) -> str:
@@ -96,3 +107,11 @@ def test_one_query_whatever_the_number_of_models(admin_client, legacy_session):
 def test_staff_without_permission_cannot_list(client, django_user_model, models):
     client.force_login(django_user_model.objects.create_user("staff", password="pw", is_staff=True))
     assert client.get(URL).status_code == 403
+
+
+def test_other_admin_pages_do_not_count_sessions(admin_client, models):
+    gpt = LanguageModel.objects.get(name="openai/gpt-5")
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(f"{URL}{gpt.pk}/change/")
+    assert response.status_code == 200
+    assert not [q for q in queries.captured_queries if "sessions_app_session" in q["sql"]]

@@ -250,6 +250,20 @@ def _check_file(path: Path) -> None:
         )
 
 
+def _naive_utc_text(value: dt.datetime | None) -> str | None:
+    """SQLite, MySQL: what adapt_datetimefield_value makes of our aware UTC datetimes, the naive
+    UTC ``str(value.replace(tzinfo=None))``, at a fifth of its cost (it is the largest single cost of
+    a message row otherwise). For a UTC value, ``isoformat(" ")`` is exactly that text plus
+    "+00:00"; ``replace`` and ``str`` each cost twice the whole ``isoformat`` (keyword parsing,
+    a method call by name)."""
+    if value is None:
+        return None
+    text = value.isoformat(" ")
+    if text.endswith("+00:00"):
+        return text[:-6]
+    return str(value.replace(tzinfo=None))  # not UTC (the import makes none): as before
+
+
 def _column_adapter(field, connection) -> Callable | None:
     """What Django does to a (validated) value of ``field`` before it reaches the driver, or None
     when the value goes as it is (text, integers, keys)."""
@@ -257,9 +271,7 @@ def _column_adapter(field, connection) -> Callable | None:
     kind = field.get_internal_type()
     if kind == "DateTimeField":
         if not connection.features.supports_timezones and connection.timezone_name == "UTC":
-            # SQLite, MySQL: what adapt_datetimefield_value makes of our aware UTC datetimes, at a
-            # third of its cost (it is the largest single cost of a message row otherwise).
-            return lambda value: None if value is None else str(value.replace(tzinfo=None))
+            return _naive_utc_text
         return ops.adapt_datetimefield_value
     if kind == "JSONField":
         return lambda value: None if value is None else ops.adapt_json_value(value, field.encoder)

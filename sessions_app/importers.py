@@ -44,6 +44,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from agents_app.models import LanguageModel, provider_for
@@ -86,6 +87,7 @@ _BIGINT = 2**63 - 1
 _COST_QUANTUM = Decimal("1e-10")  # Session.*_cost_usd: decimal_places=10, max_digits=20
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+_ENCODE_JSON = json.JSONEncoder().encode  # what json.dumps(value) runs when given no options
 
 
 def _finite_float(text: str) -> float:
@@ -275,6 +277,10 @@ def _column_adapter(field, connection) -> Callable | None:
             return _naive_utc_text
         return ops.adapt_datetimefield_value
     if kind == "JSONField":
+        if field.encoder is None and type(ops).adapt_json_value is BaseDatabaseOperations.adapt_json_value:
+            # SQLite, MySQL: adapt_json_value is json.dumps(value, cls=None), which with no
+            # options is this encoder's encode(); calling it directly skips two Python frames.
+            return lambda value: None if value is None else _ENCODE_JSON(value)
         return lambda value: None if value is None else ops.adapt_json_value(value, field.encoder)
     if kind == "DecimalField":
         return lambda value: ops.adapt_decimalfield_value(value, field.max_digits, field.decimal_places)
@@ -766,13 +772,23 @@ class _Run:
             cursor.executemany(self._update_counters_sql, counters)
 
     def _message_values(self, row) -> tuple[tuple, int]:
-        """The row's values for ``_INSERTED_MESSAGE_FIELDS``, adapted for the database, and its tool-call count."""
+        """The row's values for ``_INSERTED_MESSAGE_FIELDS``, adapted for the database, and its tool-call count.
+
+        The hot loop of the import. Most columns of most rows are NULL, so a NULL skips its
+        helper (each would return None at once); a float timestamp in range takes ``_time``'s
+        fast path inline. The helpers still run in column order, so the first problem found
+        (the skip reason reported) and the repairs counted are what they always were: keep
+        that order when changing this."""
         _, sid, role, content, tool_call_id, tool_calls, tool_name, timestamp, tokens, finish, reasoning, *rest = row
         if role not in validation.ROLES:
             raise _RowError("unknown role", repr(role))
-        tool_calls = self._json(tool_calls, "tool_calls")
-        if tool_calls is not None and not isinstance(tool_calls, (list, dict)):
-            raise _RowError("tool_calls is not a list", type(tool_calls).__name__)
+        calls = 0
+        if tool_calls is not None:
+            tool_calls = self._json(tool_calls, "tool_calls")
+            if tool_calls is not None:
+                if not isinstance(tool_calls, (list, dict)):
+                    raise _RowError("tool_calls is not a list", type(tool_calls).__name__)
+                calls = validation.tool_call_total(tool_calls)
         extra = None
         if rest and rest.count(None) != len(rest):
             extra = self._extra(dict(zip(self.source.message_extras, rest, strict=True))) or None
@@ -780,17 +796,23 @@ class _Run:
         values = (
             sid,
             role,
-            text(content, "content", limit),
-            text(tool_call_id, "tool_call_id", 255),
-            db_json(tool_calls),
-            text(tool_name, "tool_name", 255),
-            self._db_time(self._time(timestamp, "timestamp", required=True)),
-            None if tokens is None else self._count(tokens, "token_count", 0, validation.MAX_TOKEN_COUNT),
-            text(finish, "finish_reason", 64),
-            text(reasoning, "reasoning", limit),
-            db_json(extra),
+            None if content is None else text(content, "content", limit),
+            None if tool_call_id is None else text(tool_call_id, "tool_call_id", 255),
+            None if tool_calls is None else db_json(tool_calls),
+            None if tool_name is None else text(tool_name, "tool_name", 255),
+            self._db_time(
+                dt.datetime.fromtimestamp(timestamp, dt.UTC)
+                if timestamp.__class__ is float and 0.0 <= timestamp <= self.latest
+                else self._time(timestamp, "timestamp", required=True)
+            ),
+            tokens
+            if tokens is None or (tokens.__class__ is int and 0 <= tokens <= validation.MAX_TOKEN_COUNT)
+            else self._count(tokens, "token_count", 0, validation.MAX_TOKEN_COUNT),
+            None if finish is None else text(finish, "finish_reason", 64),
+            None if reasoning is None else text(reasoning, "reasoning", limit),
+            None if extra is None else db_json(extra),
         )
-        return values, validation.tool_call_total(tool_calls)
+        return values, calls
 
     # -- values -------------------------------------------------------------------------------
 
@@ -858,7 +880,7 @@ class _Run:
                 raise _RowError(f"missing {column}", "NULL")
             return None
         if value.__class__ is float and 0.0 <= value <= self.latest:
-            return dt.datetime.fromtimestamp(value, tz=dt.UTC)  # check_timestamp's rules, fast path
+            return dt.datetime.fromtimestamp(value, dt.UTC)  # check_timestamp's rules, fast path (_message_values too)
         return self._check(validation.check_timestamp, value, column, now=self.now, column=column)
 
     @staticmethod

@@ -812,7 +812,29 @@ class _Run:
             None if reasoning is None else text(reasoning, "reasoning", limit),
             None if extra is None else db_json(extra),
         )
+        content, reasoning, calls_text = values[2], values[9], row[5]
+        chars = (len(content) if content else 0) + (len(reasoning) if reasoning else 0)
+        if extra is not None or 4 * chars + (12 * len(calls_text) if calls_text else 0) > validation.MAX_MESSAGE_BYTES:
+            self._check_message_size(row, content, reasoning, tool_calls, extra)
         return values, calls
+
+    @staticmethod
+    def _check_message_size(row, content, reasoning, tool_calls, extra) -> None:
+        """Skip a message the save path would refuse for its size (``validation.MAX_MESSAGE_BYTES``
+        once encoded): MariaDB/MySQL drop the connection on a row over ``max_allowed_packet``,
+        which would fail the whole page. The bound below is cheap and exact sizes are computed
+        only past it: a character takes at most 4 bytes as UTF-8 text, and at most 12 as JSON
+        (``\\ud83d\\ude00``), against the length of the source text it was decoded from."""
+        texts = sum(len(value) for value in (content, reasoning) if value)
+        documents = sum(len(value) for value in (row[5], *row[11:]) if isinstance(value, str | bytes))
+        bound = 4 * texts + 12 * documents
+        if bound <= validation.MAX_MESSAGE_BYTES:
+            return
+        fields = {"content": content, "reasoning": reasoning, "tool_calls": tool_calls, "extra": extra}
+        try:
+            validation.check_stored_size(fields, 12 * documents)
+        except ValidationError as exc:
+            raise _RowError("message too large", "; ".join(exc.messages)) from None
 
     # -- values -------------------------------------------------------------------------------
 
@@ -845,11 +867,7 @@ class _Run:
             return None
         if not isinstance(value, str):
             raise _RowError(f"invalid JSON in {column}", f"a {type(value).__name__}, not JSON text")
-        value = self._text(value, column, self.max_chars)
-        if "\\u0000" in value:
-            repaired = _ESCAPED_NUL.sub(r"\1\\ufffd", value)
-            self.page.values_repaired += repaired != value
-            value = repaired
+        value = self._repair_escaped_nul(self._text(value, column, self.max_chars))
         try:
             parsed = _JSON.decode(value)
         except (ValueError, RecursionError) as exc:
@@ -857,6 +875,15 @@ class _Run:
         if "\\u" in value:  # only an escape can bring in what no backend stores (a lone surrogate)
             parsed = self._check(validation.check_json, parsed, column, column=column)
         return parsed
+
+    def _repair_escaped_nul(self, text: str) -> str:
+        """JSON text with ``\\u0000`` escapes (a NUL once decoded) turned into ``\\ufffd``, counted
+        as a repair, as raw NULs in text are."""
+        if "\\u0000" not in text:
+            return text
+        repaired = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
+        self.page.values_repaired += repaired != text
+        return repaired
 
     def _extra(self, values: dict) -> dict:
         """Unknown columns, kept as given: JSON text decoded, BLOBs base64-encoded, NULLs left out."""
@@ -870,7 +897,7 @@ class _Run:
                 value = self._text(value, name, self.max_chars)
                 if value[:1] in ("{", "["):
                     with suppress(ValueError, RecursionError):  # not JSON after all: keep the text
-                        value = _JSON.decode(value)
+                        value = _JSON.decode(self._repair_escaped_nul(value))
             extra[name] = value
         return self._check(validation.check_json, extra, "extra", column="extra") if extra else extra
 

@@ -333,6 +333,49 @@ def test_nul_and_invalid_utf8_are_replaced_alike_on_every_backend(db, state):
     assert (result.values_repaired, result.messages_imported) == (3, 2)
 
 
+def test_escaped_nul_in_extra_json_columns_is_repaired_not_skipped(db, state):
+    """Columns without a field of their own (kept in ``extra``) get the repair ``tool_calls`` gets."""
+    src = state("new")
+    src.session("s", model="m", handoff_state='{"k": "a\\u0000b"}')
+    src.message("s", "assistant", "hi", codex_message_items='[{"t": "x\\u0000"}]')
+
+    result = import_hermes_db(src.path)
+
+    session, message = Session.objects.get(), Message.objects.get()
+    assert session.extra["handoff_state"] == {"k": "a\ufffdb"}
+    assert message.extra["codex_message_items"] == [{"t": "x\ufffd"}]
+    assert (result.sessions_imported, result.messages_imported, result.values_repaired) == (1, 1, 2)
+    assert not result.skip_reasons
+
+
+@pytest.mark.parametrize("where", ["content", "tool_calls"])
+def test_message_too_large_to_store_is_skipped_and_the_page_goes_on(db, state, settings, where):
+    """Under the character limit but over MAX_MESSAGE_BYTES once encoded (4-byte characters in
+    text; JSON stores "é" as the 6 bytes of \\u00e9): the save path refuses such a message, and
+    MariaDB would drop the connection on it."""
+    from sessions_app import validation
+
+    if where == "content":
+        huge = {"content": "\N{GRINNING FACE}" * (validation.MAX_MESSAGE_BYTES // 4 + 1)}
+    else:
+        huge = {
+            "content": None,
+            "tool_calls": json.dumps([{"arguments": "é" * (validation.MAX_MESSAGE_BYTES // 6)}], ensure_ascii=False),
+        }
+    assert len(next(v for v in huge.values() if v)) <= settings.HERMES_MAX_CONTENT_CHARS  # not too long
+    src = state()
+    src.session("s", model="m")
+    src.message("s", "user", "before")
+    src.message("s", "assistant", **huge)
+    src.message("s", "user", "after")
+
+    result = import_hermes_db(src.path)
+
+    assert result.skip_reasons == {"message: message too large": 1}
+    assert list(Message.objects.order_by("id").values_list("content", flat=True)) == ["before", "after"]
+    assert Session.objects.get().message_count == 2
+
+
 def test_id_of_a_session_we_did_not_import_is_left_alone(db, state, legacy_session):
     legacy_session(session_id="taken", model="x/y")
     src = state()

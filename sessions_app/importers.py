@@ -49,6 +49,7 @@ from django.utils import timezone
 
 from agents_app.models import LanguageModel, provider_for
 from sessions_app import validation
+from sessions_app.analytics import NO_MODEL_KEY
 from sessions_app.models import Message, Session
 from sessions_app.services import run_with_retry
 
@@ -56,7 +57,7 @@ LAST_MESSAGE_KEY = "hermes_last_message_id"
 MISSING_PARENT_KEY = "hermes_missing_parent_id"
 DEFAULT_BATCH_SIZE = 2000
 MAX_WARNINGS = 100
-NO_MODEL = "(no model)"
+NO_MODEL = NO_MODEL_KEY  # sessions without a model, as the analytics name them
 # Message fields the import writes, in the order of ``_Run._message_values`` (``model`` stays NULL).
 _INSERTED_MESSAGE_FIELDS = (
     "session", "role", "content", "tool_call_id", "tool_calls", "tool_name", "timestamp", "token_count",
@@ -203,7 +204,9 @@ def import_hermes_db(
         run = _Run(source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress)
         try:
             run.import_sessions()
-            if not dry_run:
+            if dry_run:
+                run.count_links_ahead()
+            else:
                 run.link_parents()
             run.import_messages()
         except HermesImportError as exc:
@@ -470,6 +473,9 @@ class _Run:
         self.max_chars = settings.HERMES_MAX_CONTENT_CHARS
         self.models: dict[str, int | None] = {}
         self.skipped_sessions: set[str] = set()
+        # Sessions of this run imported without their parent, which is in the file further on:
+        # child -> parent. The linking pass links them unless that parent row is skipped.
+        self.links_ahead: dict[str, str] = {}
         self.first_message_after: int | None = None  # where the message pages start; None: nothing to do
         self.messages_total = 0
         self.page = self.result  # counters of the page being written (merged once it commits)
@@ -548,6 +554,20 @@ class _Run:
             done += len(rows)
             self._report("messages", done)
 
+    def count_links_ahead(self) -> None:
+        """Dry run: count the links the linking pass would make, now that every skipped session row
+        is known (a parent further on in the file may be one of them)."""
+        for child, parent in self.links_ahead.items():
+            if parent in self.skipped_sessions:
+                self._parent_skipped(self.result, child, parent)
+            else:
+                self.result.parents_linked += 1
+
+    @staticmethod
+    def _parent_skipped(result: ImportResult, child: str, parent: str) -> None:
+        result.parents_missing += 1
+        result.warn(f"session {child}: parent {parent!r} was skipped; imported unlinked")
+
     def link_parents(self) -> None:
         """Link sessions imported without their parent to the parent, where it exists now."""
         pending = Session.objects.using(self.using).filter(extra__has_key=MISSING_PARENT_KEY).order_by("pk")
@@ -567,6 +587,8 @@ class _Run:
                 session.parent_session_id = parent
                 session.extra = {k: v for k, v in session.extra.items() if k != MISSING_PARENT_KEY}
                 linked.append(session)
+            elif self.links_ahead.get(session.pk) == parent and parent in self.skipped_sessions:
+                self._parent_skipped(self.page, session.pk, parent)
         Session.objects.using(self.using).bulk_update(linked, ["parent_session", "extra"])
         self.page.parents_linked += len(linked)
 
@@ -667,8 +689,9 @@ class _Run:
                 continue
             session["extra"][MISSING_PARENT_KEY] = parent
             if parent in in_file and parent not in self.skipped_sessions:
-                if self.dry_run:
-                    self.page.parents_linked += 1  # the linking pass would link it
+                self.links_ahead[session["id"]] = parent
+            elif parent in self.skipped_sessions:
+                self._parent_skipped(self.page, session["id"], parent)
             else:
                 self.page.parents_missing += 1
                 self.page.warn(f"session {session['id']}: parent {parent!r} is not in the file; imported unlinked")

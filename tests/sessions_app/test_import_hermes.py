@@ -222,6 +222,30 @@ def _small_history(src):
     src.message("s3", "assistant", "s3-0", timestamp=JAN1 + 20, tool_calls=[{"id": "t"}])
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_dry_run_and_real_run_agree_on_parent_links_when_a_parent_is_skipped(db, state, batch_size):
+    """A parent further on in the file whose row is skipped: its child is imported unlinked and
+    counted as missing its parent, by the dry run and the real run alike."""
+    src = state()
+    src.session("a_child", parent_session_id="z_parent")
+    src.session("b_orphan", parent_session_id="gone")
+    src.session("d_child", parent_session_id="e_bad")
+    src.session("e_bad", started_at=-1.0)  # skipped: invalid started_at
+    src.session("z_parent")
+
+    dry = import_hermes_db(src.path, batch_size=batch_size, dry_run=True)
+    real = import_hermes_db(src.path, batch_size=batch_size)
+
+    assert (dry.parents_linked, dry.parents_missing) == (real.parents_linked, real.parents_missing) == (1, 2)
+    assert dict(Session.objects.values_list("pk", "parent_session_id")) == {
+        "a_child": "z_parent",
+        "b_orphan": None,
+        "d_child": None,
+        "z_parent": None,
+    }
+    assert any("parent 'e_bad' was skipped" in w for w in real.warnings)
+
+
 def test_second_run_imports_nothing_and_never_writes_the_source(db, state):
     src = state()
     _small_history(src)

@@ -8,6 +8,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents_app.models import LanguageModel
 from agents_app.services import TallyPruneResult, prune_abandoned_tally
+from sessions_app.analytics import NO_MODEL_KEY
 from sessions_app.management.prompts import confirm_or_stop
 from sessions_app.pruning import DEFAULT_BATCH_SIZE, KEPT_REASONS, PruneResult, prune_empty_sessions
 
@@ -192,10 +193,10 @@ class Command(BaseCommand):
                 f"{verb} {result.total_deleted:,} empty sessions started before {cutoff} "
                 f"(older than {describe(older_than)}):"
             )
-            width = max(len("total"), *(len(name or "(no model)") for name, _ in rows))
+            width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
             self.stdout.write(f"  {'model':<{width}}  {'sessions':>10}")
             for name, count in rows:
-                self.stdout.write(f"  {name or '(no model)':<{width}}  {count:>10,}")
+                self.stdout.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
             self.stdout.write(self.style.SUCCESS(f"  {'total':<{width}}  {result.total_deleted:>10,}"))
         if result.total_kept:
             self.stdout.write(f"Kept {result.total_kept:,} empty sessions:")

@@ -35,10 +35,11 @@ def with_session_counts(queryset, counts: dict[int, tuple[int, int]] | None = No
 
     With ``counts`` (``session_counts_by_model()``, computed once), the annotations are constants
     per model row (a CASE on its id), so the list can be sorted by them in SQL while the sessions
-    are read only once, whatever the number of models. Without, or for very many models, two
-    correlated counts per model row (each a range of the (model, started_at, id) index).
+    are read only once, whatever the number of models. Without (the list uses that past
+    ``MAX_CASE_MODELS`` models), two correlated counts per model row (each a range of the
+    (model, started_at, id) index).
     """
-    if counts is not None and len(counts) <= MAX_CASE_MODELS:
+    if counts is not None:
 
         def count(position):
             whens = [When(pk=model_id, then=Value(pair[position])) for model_id, pair in counts.items()]
@@ -78,7 +79,12 @@ class LanguageModelAdmin(admin.ModelAdmin):
         match = getattr(request, "resolver_match", None)
         if match is None or match.url_name != "agents_app_languagemodel_changelist":
             return queryset  # the counts are only shown (and sortable) on the list
-        return with_session_counts(queryset, session_counts_by_model(queryset.db))
+        # The list asks for its queryset more than once per request (the provider filter's choices
+        # too): count the sessions once.
+        if not hasattr(request, "_session_counts_by_model"):
+            few = LanguageModel.objects.using(queryset.db).count() <= MAX_CASE_MODELS
+            request._session_counts_by_model = session_counts_by_model(queryset.db) if few else None
+        return with_session_counts(queryset, request._session_counts_by_model)
 
     def _sessions_url(self, model, **params):
         query = urlencode({"model__id__exact": model.pk, **params})

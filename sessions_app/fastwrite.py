@@ -172,6 +172,7 @@ def _cursor(connection, statement: _Statement):
     if connection.queries_logged or connection.execute_wrappers:
         return connection.cursor(), statement.sql, False
     connection.validate_no_broken_transaction()
+    connection.ensure_connection()  # Django's cursor() would connect; the driver's needs a connection
     if connection.vendor == "sqlite":
         return connection.connection.cursor(), statement.native, True
     # The backend's own cursor: PostgreSQL's time-zone loader, MySQL's error-code translation.

@@ -841,21 +841,25 @@ class _Run:
             self._check_message_size(row, content, reasoning, tool_calls, extra)
         return values, calls
 
-    @staticmethod
-    def _check_message_size(row, content, reasoning, tool_calls, extra) -> None:
+    def _check_message_size(self, row, content, reasoning, tool_calls, extra) -> None:
         """Skip a message the save path would refuse for its size (``validation.MAX_MESSAGE_BYTES``
         once encoded): MariaDB/MySQL drop the connection on a row over ``max_allowed_packet``,
         which would fail the whole page. The bound below is cheap and exact sizes are computed
         only past it: a character takes at most 4 bytes as UTF-8 text, and at most 12 as JSON
-        (``\\ud83d\\ude00``), against the length of the source text it was decoded from."""
+        (``\\ud83d\\ude00``), against the length of the source text it was decoded from; in
+        ``extra``, each other value takes at most 32 bytes and each key its name, quoted, 12 more."""
         texts = sum(len(value) for value in (content, reasoning) if value)
-        documents = sum(len(value) for value in (row[5], *row[11:]) if isinstance(value, str | bytes))
-        bound = 4 * texts + 12 * documents
+        documents = len(row[5]) if isinstance(row[5], str) else 0
+        for name, value in zip(self.source.message_extras, row[11:], strict=True):
+            if value is not None:
+                documents += len(value) if isinstance(value, str | bytes) else 3
+                documents += len(name) + 1
+        bound = 4 * texts + 12 * documents + 2
         if bound <= validation.MAX_MESSAGE_BYTES:
             return
         fields = {"content": content, "reasoning": reasoning, "tool_calls": tool_calls, "extra": extra}
         try:
-            validation.check_stored_size(fields, 12 * documents)
+            validation.check_stored_size(fields, bound)
         except ValidationError as exc:
             raise _RowError("message too large", "; ".join(exc.messages)) from None
 

@@ -32,12 +32,20 @@ class SessionQuerySet(models.QuerySet):
         (pk,) = kwargs.values()
         for_update = bool(self.query.select_for_update)
         if fastwrite.session_exists(self.db, pk, for_update=for_update):
-            return self.get(**kwargs), False
+            try:
+                return self.get(**kwargs), False
+            except self.model.DoesNotExist:
+                pass  # deleted by someone else since the check: create it, as Django would
         params = self._extract_model_params(defaults, **kwargs)
         try:
             with transaction.atomic(using=self.db):
-                session = self.model(**dict(resolve_callables(params)))
-                fastwrite.insert_session(self.db, session)
+                params = dict(resolve_callables(params))
+                session = self.model(**params)
+                if any(hasattr(value, "resolve_expression") for value in params.values()):
+                    # An expression (Now(), Lower(...)) is compiled into the INSERT by Django.
+                    session.save(force_insert=True, using=self.db)
+                else:
+                    fastwrite.insert_session(self.db, session)
                 return session, True
         except IntegrityError:
             try:

@@ -400,6 +400,28 @@ def test_message_too_large_to_store_is_skipped_and_the_page_goes_on(db, state, s
     assert Session.objects.get().message_count == 2
 
 
+def test_message_exactly_at_the_byte_limit_plus_its_extra_is_skipped(db, state):
+    """The size bound must count the extra JSON's keys and non-text values too: content of
+    exactly MAX_MESSAGE_BYTES plus {"observed": 0} is over the limit, as the save path says."""
+    from django.core.exceptions import ValidationError
+
+    from sessions_app import validation
+
+    content = "\N{GRINNING FACE}" * (validation.MAX_MESSAGE_BYTES // 4)
+    with pytest.raises(ValidationError):  # the save path's verdict, independently of the importer
+        validation.check_message(
+            {"role": "user", "content": content, "extra": {"observed": 0}}, now=dt.datetime.now(dt.UTC)
+        )
+    src = state("new")
+    src.session("s", model="m")
+    src.message("s", "user", content, observed=0)
+
+    result = import_hermes_db(src.path)
+
+    assert result.skip_reasons == {"message: message too large": 1}
+    assert not Message.objects.exists()
+
+
 def test_id_of_a_session_we_did_not_import_is_left_alone(db, state, legacy_session):
     legacy_session(session_id="taken", model="x/y")
     src = state()

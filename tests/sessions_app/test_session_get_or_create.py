@@ -152,3 +152,39 @@ def test_save_signal_receivers_see_the_creation(db):
         post_save.disconnect(receiver, sender=Session)
     assert seen == [("s1", True)]
     assert not pre_save.has_listeners(Session) and fastwrite.can_get_or_create(Session.objects.all(), {"pk": "s2"})
+
+
+@pytest.mark.django_db(transaction=True)
+def test_works_as_the_first_query_of_a_fresh_connection():
+    connection.close()
+    session, created = Session.objects.get_or_create(pk="s1", defaults={"source": "cli"})
+    assert created and session.pk == "s1" and Session.objects.filter(pk="s1").exists()
+
+
+def test_expressions_in_defaults_are_compiled_as_django_compiles_them(db):
+    from django.db.models import Value
+    from django.db.models.functions import Lower, Now
+
+    session, created = Session.objects.get_or_create(
+        pk="s1", defaults={"source": Lower(Value("CLI")), "started_at": Now()}
+    )
+    assert created and not session._state.adding
+    stored = Session.objects.get(pk="s1")
+    assert stored.source == "cli"
+    assert abs((stored.started_at - dt.datetime.now(dt.UTC)).total_seconds()) < 60
+
+
+def test_row_deleted_between_the_check_and_the_read_is_created_again(db):
+    """Django reads once: it finds the row or creates it. The check-then-read of the prepared
+    path must not let DoesNotExist out when a concurrent delete lands in between."""
+    Session.objects.create(pk="s1", source="old")
+    real_exists = fastwrite.session_exists
+
+    def exists_then_deleted(alias, pk, **kwargs):
+        found = real_exists(alias, pk, **kwargs)
+        Session.objects.filter(pk=pk).delete()  # what a concurrent prune would commit here
+        return found
+
+    with mock.patch.object(fastwrite, "session_exists", side_effect=exists_then_deleted):
+        session, created = Session.objects.get_or_create(pk="s1", defaults={"source": "new"})
+    assert created and session.source == "new" == Session.objects.get(pk="s1").source

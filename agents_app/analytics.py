@@ -24,13 +24,18 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F, Sum
 
 from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
-from sessions_app.analytics import GROUPINGS, TOTAL_KEY, EmptySessionReport, empty_session_rates, utc_bound
+from sessions_app.analytics import (
+    TOTAL_KEY,
+    EmptySessionReport,
+    check_grouping,
+    empty_session_rates,
+    report_filters,
+)
 
 
 @dataclass(frozen=True)
@@ -148,16 +153,18 @@ def abandoned_agent_counts(
     using: str = DEFAULT_DB_ALIAS,
 ) -> dict[str, dict[str, int]]:
     """Abandoned agents per group key and end reason, ``{key: {reason: agents}}``, in one grouped
-    query over the tally (keys as in ``empty_session_rates``; groups without agents are absent)."""
-    if by not in GROUPINGS:
-        raise ValidationError({"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."})
+    query over the tally (keys as in ``empty_session_rates``; groups without agents are absent).
+    Arguments are checked as ``empty_session_rates`` checks them (``ValidationError``)."""
+    check_grouping(by)
+    filters = report_filters(since=since, until=until, model=model, source=source)
+    since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
     connection = connections[using]
     tallies = AbandonedAgentTally.objects.using(using).order_by()
     if since is not None:
-        first = _first_day_from(utc_bound(since, "since"))
+        first = _first_day_from(since)
         tallies = tallies.filter(day__gte=first) if first else tallies.none()
     if until is not None:
-        first = _first_day_from(utc_bound(until, "until"))
+        first = _first_day_from(until)
         tallies = tallies.filter(day__lt=first) if first else tallies
     if model is not None:
         tallies = tallies.filter(model__name=model)

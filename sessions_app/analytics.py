@@ -120,10 +120,7 @@ def empty_session_rates(
     ``model`` and ``source`` filter by exact (case- and space-sensitive) match on every backend.
     Raises ``ValidationError`` for an unknown grouping, a bad bound or ``since >= until``.
     """
-    if by not in GROUPINGS:
-        raise ValidationError(
-            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
-        )
+    check_grouping(by)
     filters = report_filters(since=since, until=until, model=model, source=source)
     since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
 
@@ -152,6 +149,14 @@ def empty_session_rates(
         before = counts.get(key, (0, 0))
         counts[key] = (before[0] + sessions_count, before[1] + empty)
     return build_report(by, filters, counts)
+
+
+def check_grouping(by) -> None:
+    """``ValidationError`` unless ``by`` is one of ``GROUPINGS``."""
+    if by not in GROUPINGS:
+        raise ValidationError(
+            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
+        )
 
 
 def report_filters(*, since=None, until=None, model=None, source=None) -> dict:

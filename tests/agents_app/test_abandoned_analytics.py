@@ -145,13 +145,16 @@ def test_bad_arguments_are_validation_errors(db):
         {"since": dt.datetime(2026, 1, 1)},
         {"since": "2026-01-01"},
         {"until": past_the_end},
+        {"since": dt.date(2026, 2, 1), "until": dt.date(2026, 1, 1)},
+        {"model": ""},
+        {"source": 5},
     ):
         with pytest.raises(ValidationError):
             abandoned_agent_rates(**kwargs)
         with pytest.raises(ValidationError):
+            abandoned_agent_counts(**kwargs)  # checked alike when called on its own
+        with pytest.raises(ValidationError):
             empty_session_rates(**kwargs)
-    with pytest.raises(ValidationError):
-        abandoned_agent_rates(since=dt.date(2026, 2, 1), until=dt.date(2026, 1, 1))
 
 
 def test_empty_database_gives_zero_rates(db):

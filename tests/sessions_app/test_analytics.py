@@ -272,18 +272,26 @@ def _plan(sql: str, vendor: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)  # PostgreSQL's VACUUM cannot run in the test's transaction
-@pytest.mark.parametrize("kwargs", [{}, {"model": OPUS}])
-def test_per_model_report_is_answered_from_indexes(history, vendor, kwargs):
+@pytest.mark.parametrize(
+    ("by", "kwargs", "index"),
+    [
+        ("model", {}, "session_model_started_id"),
+        ("model", {"model": OPUS}, "session_model_started_id"),
+        ("source", {}, "session_source_started_id"),
+        ("source", {"source": "cli"}, "session_source_started_id"),
+    ],
+)
+def test_per_model_and_source_reports_are_answered_from_indexes(history, vendor, by, kwargs, index):
     if vendor not in ("sqlite", "postgresql"):
         pytest.skip(f"the EXPLAIN output checked here is SQLite's and PostgreSQL's, not {vendor}'s")
     with CaptureQueriesContext(connection) as queries:
-        empty_session_rates("model", **kwargs)
+        empty_session_rates(by, **kwargs)
     plan = _plan(queries.captured_queries[0]["sql"], vendor)
     if vendor == "sqlite":
-        assert "USING COVERING INDEX session_model_started_id" in plan, plan
+        assert f"USING COVERING INDEX {index}" in plan, plan
         assert "USING COVERING INDEX message_session_time" in plan, plan
     else:
-        assert "Index Only Scan using session_model_started_id" in plan, plan
+        assert f"Index Only Scan using {index}" in plan, plan
         assert "Index Only Scan using message_session_time" in plan, plan
 
 
@@ -327,19 +335,3 @@ def test_period_buckets_are_plain_sql_on_sqlite(history, vendor, by):
     with CaptureQueriesContext(connection) as queries:
         empty_session_rates(by)
     assert "django_datetime_trunc" not in queries.captured_queries[0]["sql"]
-
-
-@pytest.mark.django_db(transaction=True)  # PostgreSQL's VACUUM cannot run in the test's transaction
-@pytest.mark.parametrize("kwargs", [{}, {"source": "cli"}])
-def test_per_source_report_is_answered_from_indexes(history, vendor, kwargs):
-    if vendor not in ("sqlite", "postgresql"):
-        pytest.skip(f"the EXPLAIN output checked here is SQLite's and PostgreSQL's, not {vendor}'s")
-    with CaptureQueriesContext(connection) as queries:
-        empty_session_rates("source", **kwargs)
-    plan = _plan(queries.captured_queries[0]["sql"], vendor)
-    if vendor == "sqlite":
-        assert "USING COVERING INDEX session_source_started_id" in plan, plan
-        assert "USING COVERING INDEX message_session_time" in plan, plan
-    else:
-        assert "Index Only Scan using session_source_started_id" in plan, plan
-        assert "Index Only Scan using message_session_time" in plan, plan

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from agents_app.fields import filter_exact
 from agents_app.models import LanguageModel
 from sessions_app.analytics import exact_name
 from sessions_app.models import Session
-from sessions_app.querysets import has_messages
+from sessions_app.querysets import has_children, has_messages
 from sessions_app.services import run_with_retry
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
@@ -100,7 +100,6 @@ def prune_empty_sessions(
     eligible = _eligibility(cutoff=result.cutoff, include_open=include_open, using=using)
     candidates = scope.filter(eligible)
 
-    has_children = Exists(Session.objects.using(using).filter(parent_session_id=OuterRef("pk")))
     old = Q(started_at__lt=result.cutoff)
     kept = {"too_recent": Count("pk", filter=~old)}
     if not include_open:
@@ -108,7 +107,7 @@ def prune_empty_sessions(
     closed = Q() if include_open else Q(ended_at__isnull=False)
     # The Exists goes into the filter itself: referring to it through an annotation made Django
     # drop it from the aggregate's subquery (SQLite then read "has_children" as a string).
-    kept["has_children"] = Count("pk", filter=old & closed & Q(has_children))
+    kept["has_children"] = Count("pk", filter=old & closed & Q(has_children()))
     result.kept.update(scope.empty().aggregate(**kept))
 
     if dry_run:
@@ -123,7 +122,7 @@ def prune_empty_sessions(
     scan = (
         scope.filter(old, closed)
         .annotate(has_messages=has_messages())
-        .annotate(has_children=has_children)
+        .annotate(has_children=has_children())
         .order_by("pk")
         .values_list("pk", "model_id", "has_messages", "has_children")
     )
@@ -157,8 +156,7 @@ def prune_empty_sessions(
 
 def _eligibility(*, cutoff: dt.datetime, include_open: bool, using: str) -> Q:
     """The condition a session must meet, at the moment of the DELETE, to be pruned."""
-    has_children = Exists(Session.objects.using(using).filter(parent_session_id=OuterRef("pk")))
-    condition = Q(started_at__lt=cutoff) & ~has_messages() & ~has_children
+    condition = Q(started_at__lt=cutoff) & ~has_messages() & ~has_children()
     return condition if include_open else condition & Q(ended_at__isnull=False)
 
 

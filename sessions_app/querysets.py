@@ -11,6 +11,14 @@ def has_messages() -> Exists:
     return Exists(Message.objects.filter(session_id=OuterRef("pk")))
 
 
+def has_children() -> Exists:
+    """For the session of the outer query: is it the parent of another session (a compression
+    chain continues it)?"""
+    from sessions_app.models import Session
+
+    return Exists(Session.objects.filter(parent_session_id=OuterRef("pk")))
+
+
 class SessionQuerySet(models.QuerySet):
     """Named, chainable filters over sessions.
 
@@ -71,4 +79,4 @@ class SessionQuerySet(models.QuerySet):
 
     def with_children(self):
         """Sessions that are the parent of at least one other session."""
-        return self.filter(Exists(self.model.objects.filter(parent_session_id=OuterRef("pk"))))
+        return self.filter(has_children())

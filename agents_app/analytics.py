@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F, Sum
 
-from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
+from hermes_site.db import exact_text, filter_exact
 from sessions_app.analytics import (
     TOTAL_KEY,
     EmptySessionReport,
@@ -169,7 +169,7 @@ def abandoned_agent_counts(
     if model is not None:
         tallies = tallies.filter(model__name=model)
     if source is not None:
-        tallies = filter_exact(tallies, "source", source, connection)
+        tallies = filter_exact(tallies, "source", source)
     if by == "model":
         group = F("model__name")
     elif by == "source":

@@ -1,6 +1,16 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_delete, post_migrate
 
 
 class AgentsAppConfig(AppConfig):
     name = "agents_app"
     verbose_name = "Agents"
+
+    def ready(self):
+        from agents_app import registry
+
+        # The registry caches model name -> id; drop it whenever model rows may have gone.
+        post_delete.connect(
+            registry.forget_language_models, sender="agents_app.LanguageModel", dispatch_uid="hermes-lm-del"
+        )
+        post_migrate.connect(registry.forget_language_models, dispatch_uid="hermes-lm-migrate")

@@ -9,11 +9,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
-from agents_app.fields import filter_exact
 from agents_app.models import AbandonedAgentTally
+from agents_app.registry import language_model_id, run_with_model_ids
+from hermes_site.db import filter_exact
 from sessions_app import validation
 from sessions_app.analytics import exact_name
-from sessions_app.services import language_model_id, run_with_model_ids
 
 
 def record_abandoned_agent(
@@ -100,7 +100,7 @@ def prune_abandoned_tally(
     if model is not None:
         old = old.filter(model__name=model)
     if source is not None:
-        old = filter_exact(old, "source", source, connections[using])
+        old = filter_exact(old, "source", source)
     with transaction.atomic(using=using):
         totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
         if not dry_run and totals["rows"]:

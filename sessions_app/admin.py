@@ -15,7 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from agents_app.fields import exact_text, filter_exact
+from hermes_site.db import exact_text, filter_exact
 from sessions_app import admin_views
 from sessions_app.cleanup import delete_empty_sessions
 from sessions_app.models import Message, Session
@@ -83,7 +83,7 @@ class ExactValueFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        return filter_exact(queryset, self.field_name, self.value(), connections[queryset.db])
+        return filter_exact(queryset, self.field_name, self.value())
 
 
 class SourceFilter(ExactValueFilter):

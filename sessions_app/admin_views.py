@@ -22,8 +22,8 @@ from django.urls import reverse
 from django.views import View
 
 from agents_app.analytics import abandoned_agent_counts, with_abandoned
-from agents_app.fields import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally, LanguageModel
+from hermes_site.db import exact_text, filter_exact
 from sessions_app import charts, reporting
 from sessions_app.analytics import (
     NO_MODEL_KEY,
@@ -113,7 +113,7 @@ def empty_rate_trend(
     if until is not None:
         sessions = sessions.filter(started_at__lt=utc_bound(until))
     if source is not None:
-        sessions = filter_exact(sessions, "source", source, connections[using])
+        sessions = filter_exact(sessions, "source", source)
     groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
     counts = defaultdict(lambda: [0, 0])
     for start, model, sessions_count, empty in session_and_empty_counts(groups, "bucket", "model__name"):

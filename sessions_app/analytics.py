@@ -23,7 +23,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, Count, DateTimeField, Func, Min, Value
 from django.db.models.functions import Trunc
 
-from agents_app.fields import exact_text, filter_exact
+from hermes_site.db import exact_text, filter_exact
 from sessions_app.models import Session
 from sessions_app.querysets import has_messages
 
@@ -135,7 +135,7 @@ def empty_session_rates(
     if source is not None:
         # The plain comparison can use the (source, started_at) index; on MySQL/MariaDB it is
         # case-insensitive, so the binary-collated comparison then keeps only the exact matches.
-        sessions = filter_exact(sessions, "source", source, connection)
+        sessions = filter_exact(sessions, "source", source)
 
     if by == "model":
         # Grouping by model_id follows the (model, started_at, id) index order, so no sort is

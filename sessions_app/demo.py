@@ -18,6 +18,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from agents_app import registry
 from agents_app import services as agent_services
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
@@ -299,7 +300,7 @@ def _conversation(rng: random.Random, source: str, start: dt.datetime) -> list[t
 
 def _write_legacy(planned: list[_Planned], *, using: str) -> None:
     """Rows as the old eager code left them: a session per constructed agent, speaking or not."""
-    models = {name: services.language_model(name, using=using) for name, _, _ in MODELS}
+    models = {name: registry.language_model(name, using=using) for name, _, _ in MODELS}
     sessions, messages = [], []
     for p in planned:
         common = {"model": models[p.model], "source": p.source, "user_id": p.user_id, "system_prompt": SYSTEM_PROMPT}

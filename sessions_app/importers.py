@@ -48,10 +48,10 @@ from django.db.backends.base.operations import BaseDatabaseOperations
 from django.utils import timezone
 
 from agents_app.models import LanguageModel, provider_for
+from hermes_site.db import run_with_retry
 from sessions_app import validation
 from sessions_app.analytics import NO_MODEL_KEY
 from sessions_app.models import Message, Session
-from sessions_app.services import run_with_retry
 
 LAST_MESSAGE_KEY = "hermes_last_message_id"
 MISSING_PARENT_KEY = "hermes_missing_parent_id"

@@ -18,12 +18,11 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from agents_app.fields import filter_exact
 from agents_app.models import LanguageModel
+from hermes_site.db import filter_exact, run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.models import Session
 from sessions_app.querysets import has_children, has_messages
-from sessions_app.services import run_with_retry
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
 DEFAULT_BATCH_SIZE = 1000
@@ -96,7 +95,7 @@ def prune_empty_sessions(
         scope = scope.filter(model__name=model)
     if source is not None:
         # Exact on MySQL/MariaDB too, whose default collation would also match "CLI" and "cli ".
-        scope = filter_exact(scope, "source", source, connections[using])
+        scope = filter_exact(scope, "source", source)
     eligible = _eligibility(cutoff=result.cutoff, include_open=include_open, using=using)
     candidates = scope.filter(eligible)
 

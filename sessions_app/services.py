@@ -12,88 +12,16 @@ can retry the same batch later and it will be written exactly once.
 """
 
 import datetime as dt
-import logging
-import random
-import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, InterfaceError, OperationalError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
-from agents_app.models import LanguageModel, provider_for
+from agents_app.registry import language_model_id, run_with_model_ids
+from hermes_site.db import run_with_retry
 from sessions_app import fastwrite, validation
 from sessions_app.models import Session
-
-logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-RETRY_ATTEMPTS = 5
-_MYSQL_TRANSIENT = {1205, 1213}  # lock wait timeout, deadlock
-_PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected
-
-
-def is_transient(exc: OperationalError) -> bool:
-    """Whether the database asks us to retry the transaction."""
-    cause = exc.__cause__
-    sqlstate = getattr(cause, "sqlstate", None) or getattr(getattr(cause, "diag", None), "sqlstate", None)
-    if sqlstate in _PG_TRANSIENT:
-        return True
-    if exc.args and exc.args[0] in _MYSQL_TRANSIENT:
-        return True
-    message = str(exc).lower()
-    return "database is locked" in message or "deadlock" in message
-
-
-def run_with_retry(func: Callable[[], T], *, using: str = DEFAULT_DB_ALIAS) -> T:
-    """Run ``func`` (one atomic unit); retry it on transient conflicts unless inside an outer transaction.
-
-    A lost connection (server restart, ``wait_timeout``, a killed backend) is not retried: had
-    the COMMIT itself been lost, the write may have happened, and only the caller can decide to
-    try again. The broken connection is dropped, though, so that the caller's next call connects
-    afresh instead of failing with "server has gone away" forever (Django reconnects only
-    between requests, and agents run outside requests).
-    """
-    connection = connections[using]
-    if connection.in_atomic_block:
-        return func()  # the caller's transaction is broken too; only the caller can retry it
-    for attempt in range(1, RETRY_ATTEMPTS + 1):
-        try:
-            return func()
-        except (OperationalError, InterfaceError) as exc:
-            transient = isinstance(exc, OperationalError) and is_transient(exc)
-            if attempt == RETRY_ATTEMPTS or not transient:
-                connection.close_if_unusable_or_obsolete()
-                raise
-            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
-            logger.warning("transient database conflict (%s); retry %d in %.2fs", exc, attempt, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def language_model(name: str, *, using: str = DEFAULT_DB_ALIAS) -> LanguageModel:
-    """The registry row for a model name, created the first time it is seen."""
-    model, _ = LanguageModel.objects.using(using).get_or_create(name=name, defaults={"provider": provider_for(name)})
-    return model
-
-
-# Model name -> primary key, per database alias. Filled only after the transaction that read or
-# created the row has committed (so a rolled-back creation is never cached), and emptied when a
-# model row is deleted in this process or a write fails on a foreign key.
-_model_ids: dict[tuple[str, str], int] = {}
-
-
-def language_model_id(name: str, *, using: str = DEFAULT_DB_ALIAS) -> int:
-    key = (using, name)
-    if (model_id := _model_ids.get(key)) is None:
-        model_id = language_model(name, using=using).pk
-        transaction.on_commit(lambda: _model_ids.__setitem__(key, model_id), using=using)
-    return model_id
-
-
-def forget_language_models() -> None:
-    _model_ids.clear()
 
 
 def append_messages(
@@ -165,18 +93,6 @@ def append_messages(
         return session, created
 
     return run_with_model_ids(write, using=using)
-
-
-def run_with_model_ids(write, *, using: str):
-    """``run_with_retry``, and once more after forgetting the cached model ids when the write
-    fails on a key: a cached id may point to a model row another process deleted."""
-    try:
-        return run_with_retry(write, using=using)
-    except IntegrityError:
-        if not _model_ids or connections[using].in_atomic_block:
-            raise
-        forget_language_models()
-        return run_with_retry(write, using=using)
 
 
 def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT_DB_ALIAS) -> bool:

@@ -18,9 +18,11 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
+from agents_app import registry
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app import fastwrite, services
+from hermes_site import db as hermes_db
+from sessions_app import fastwrite
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages
 
@@ -250,7 +252,7 @@ def sqlite_alias(name: str, *, alias: str = "faults"):
         connections[alias].close()
         del connections[alias]
         del connections.settings[alias]
-        services.forget_language_models()  # ids cached for this alias belong to a deleted file
+        registry.forget_language_models()  # ids cached for this alias belong to a deleted file
 
 
 def _create_tables(alias: str):
@@ -341,7 +343,7 @@ def test_validation_still_comes_first_on_a_broken_database(sqlite_file):
 def test_database_errors_are_not_mistaken_for_transient_conflicts():
     # Only a conflict the database asks us to retry is retried; a lost connection or a full disk
     # must reach the caller at once (a retry of an ambiguous commit could write twice).
-    assert services.is_transient(OperationalError("database is locked"))
+    assert hermes_db.is_transient(OperationalError("database is locked"))
     for message in ("database or disk is full", "attempt to write a readonly database", "terminating connection"):
-        assert not services.is_transient(OperationalError(message))
+        assert not hermes_db.is_transient(OperationalError(message))
     assert issubclass(OperationalError, DatabaseError)

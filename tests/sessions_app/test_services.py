@@ -7,7 +7,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from agents_app import registry
 from agents_app.models import LanguageModel
+from hermes_site import db as hermes_db
 from sessions_app import fastwrite, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session
@@ -203,25 +205,25 @@ def test_transient_errors_are_retried_outside_a_transaction(db, monkeypatch):
             raise OperationalError("database is locked")
         return "ok"
 
-    monkeypatch.setattr(services.time, "sleep", lambda s: None)
+    monkeypatch.setattr(hermes_db.time, "sleep", lambda s: None)
     # pytest-django's `db` wraps the test in a transaction, so simulate the caller having none.
-    monkeypatch.setattr(services, "connections", {"default": mock.Mock(in_atomic_block=False)})
-    assert services.run_with_retry(flaky) == "ok"
+    monkeypatch.setattr(hermes_db, "connections", {"default": mock.Mock(in_atomic_block=False)})
+    assert hermes_db.run_with_retry(flaky) == "ok"
     assert len(calls) == 3
 
     def broken():
         raise OperationalError("no such table")
 
     with pytest.raises(OperationalError, match="no such table"):
-        services.run_with_retry(broken)
+        hermes_db.run_with_retry(broken)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_a_stale_cached_model_id_is_forgotten_and_the_write_retried():
     append_messages("s1", _msgs("a"), model="m", source="cli")  # committed: the id is now cached
-    assert services._model_ids
+    assert registry._model_ids
     # Another process deleted and re-created the model row: the cached id points nowhere.
-    services._model_ids[("default", "m")] = 10**9
+    registry._model_ids[("default", "m")] = 10**9
     _, created = append_messages("s2", _msgs("b"), model="m", source="cli")
     assert created
     message = Message.objects.get(session_id="s2")
@@ -232,7 +234,7 @@ def test_a_stale_cached_model_id_is_forgotten_and_the_write_retried():
 @pytest.mark.django_db(transaction=True)
 def test_a_stale_cached_model_id_does_not_break_compression():
     append_messages("p1", _msgs("a"), model="m", source="cli")
-    services._model_ids[("default", "m")] = 10**9
+    registry._model_ids[("default", "m")] = 10**9
     child = services.compress_session("p1", child_session_id="c1", summary="so far", model="m", source="cli")
     assert child.parent_session_id == "p1"
     assert Message.objects.get(session_id="c1").model_id == LanguageModel.objects.get(name="m").pk

@@ -1,6 +1,5 @@
-from django.db import IntegrityError, models, transaction
+from django.db import models
 from django.db.models import Exists, OuterRef
-from django.db.models.utils import resolve_callables
 
 
 def has_messages() -> Exists:
@@ -26,41 +25,6 @@ class SessionQuerySet(models.QuerySet):
     ``message(session_id, ...)``), never by the stored ``message_count`` counter, so rows
     written by other code paths are always counted right.
     """
-
-    def get_or_create(self, defaults=None, **kwargs):
-        """Django's ``get_or_create``, with its read and insert prepared once when the lookup is
-        the primary key alone (the save path's first flush): compiling those two queries was
-        three quarters of a first flush. Same steps, same results, same race handling; any other
-        use is Django's own (``fastwrite.can_get_or_create`` says which)."""
-        from sessions_app import fastwrite
-
-        if not fastwrite.can_get_or_create(self, kwargs):
-            return super().get_or_create(defaults, **kwargs)
-        self._for_write = True
-        (pk,) = kwargs.values()
-        for_update = bool(self.query.select_for_update)
-        if fastwrite.session_exists(self.db, pk, for_update=for_update):
-            try:
-                return self.get(**kwargs), False
-            except self.model.DoesNotExist:
-                pass  # deleted by someone else since the check: create it, as Django would
-        params = self._extract_model_params(defaults, **kwargs)
-        try:
-            with transaction.atomic(using=self.db):
-                params = dict(resolve_callables(params))
-                session = self.model(**params)
-                if any(hasattr(value, "resolve_expression") for value in params.values()):
-                    # An expression (Now(), Lower(...)) is compiled into the INSERT by Django.
-                    session.save(force_insert=True, using=self.db)
-                else:
-                    fastwrite.insert_session(self.db, session)
-                return session, True
-        except IntegrityError:
-            try:
-                return self.get(**kwargs), False
-            except self.model.DoesNotExist:
-                pass
-            raise
 
     def with_has_messages(self):
         return self.annotate(has_messages=has_messages())

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from agents_app.registry import language_model_id, run_with_model_ids
 from hermes_site.db import run_with_retry
-from sessions_app import fastwrite, validation
+from sessions_app import _flush_sql, validation
 from sessions_app.models import Session
 
 
@@ -66,7 +66,7 @@ def append_messages(
             # Appending to an existing session (the common case) is one UPDATE that also takes
             # the row lock, so concurrent writers to one session queue here and the lock order
             # (session, then messages) is the same for everyone: no deadlock on MariaDB.
-            session = fastwrite.add_to_counters(using, session_id, increments)
+            session = _flush_sql.add_to_counters(session_id, increments, using=using)
             created = False
             if session is None:
                 if parent_session_id and not Session.objects.using(using).filter(pk=parent_session_id).exists():
@@ -84,12 +84,12 @@ def append_messages(
                 }
                 # get_or_create handles the race with another writer creating the same id: the
                 # loser's INSERT fails inside a savepoint and it reads (and locks) the winner's row.
-                # (SessionQuerySet.get_or_create runs this lookup by key with prepared statements.)
-                sessions = Session.objects.using(using).select_for_update()
+                # Only the key is read: a found row is read whole by the counter update below.
+                sessions = Session.objects.using(using).select_for_update().only("pk")
                 session, created = sessions.get_or_create(pk=session_id, defaults=defaults)
                 if not created:
-                    session = fastwrite.add_to_counters(using, session_id, increments)
-            fastwrite.insert_messages(using, session_id, model_id, batch.messages)
+                    session = _flush_sql.add_to_counters(session_id, increments, using=using)
+            _flush_sql.insert_messages(session_id, model_id, batch.messages, using=using)
         return session, created
 
     return run_with_model_ids(write, using=using)
@@ -106,7 +106,7 @@ def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT
 
     def write() -> bool:
         with transaction.atomic(using=using):
-            return fastwrite.add_to_counters(using, session_id, increments) is not None
+            return _flush_sql.add_to_counters(session_id, increments, using=using) is not None
 
     return run_with_retry(write, using=using)
 

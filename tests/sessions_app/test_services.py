@@ -10,11 +10,11 @@ from django.utils import timezone
 from agents_app import registry
 from agents_app.models import LanguageModel
 from hermes_site import db as hermes_db
-from sessions_app import fastwrite, services
+from sessions_app import _flush_sql, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session
 
-INSERT_MESSAGES = "sessions_app.fastwrite.insert_messages"
+INSERT_MESSAGES = "sessions_app._flush_sql.insert_messages"
 
 
 def _msgs(*contents, role="user"):
@@ -322,11 +322,33 @@ def test_captured_queries_include_the_fast_statements(db):
     assert any("INSERT INTO" in sql and Message._meta.db_table in sql for sql in statements)
 
 
-def test_database_errors_on_the_driver_cursor_are_djangos(db):
-    """The fast statements skip Django's cursor wrapper but not its error translation."""
+def test_database_errors_of_the_flush_statements_are_djangos(db):
+    """The hand-written flush statements run on Django's cursor: errors come as Django's classes."""
     append_messages("s1", _msgs("a"), model="m", source="cli")
-    assert not connection.queries_logged and not connection.execute_wrappers
     bad = {name: None for name in MESSAGE_COLUMNS} | {"timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
     with pytest.raises(IntegrityError), transaction.atomic():
-        fastwrite.insert_messages("default", "s1", None, [bad])  # role is NOT NULL
+        _flush_sql.insert_messages("s1", None, [bad], using="default")  # role is NOT NULL
     assert Message.objects.filter(session_id="s1").count() == 1
+
+
+def test_flush_returns_the_session_as_django_reads_it(db):
+    """The later flush builds its Session from the row its UPDATE returned, with the converters
+    Django's compiler would use (see ``_flush_sql._session_converters``): every field must equal
+    what ``Session.objects.get()`` reads, for every kind of column (JSON, decimal, datetime, FK)."""
+    append_messages("s1", _msgs("a"), model="m", source="cli", user_id="u1", system_prompt="be brief")
+    Session.objects.filter(pk="s1").update(
+        model_config={"temperature": 0.2, "tools": ["a", "b"]},
+        estimated_cost_usd="0.0123456789",
+        ended_at=dt.datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=dt.UTC),
+        end_reason="completed",
+        title="naïve café ☕",
+        extra={"k": [1, None, True]},
+    )
+    returned, created = append_messages("s1", _msgs("b"), model="m", source="cli", usage={"input_tokens": 7})
+    assert not created
+    stored = Session.objects.get(pk="s1")
+    for field in Session._meta.concrete_fields:
+        got, want = getattr(returned, field.attname), getattr(stored, field.attname)
+        assert got == want and type(got) is type(want), field.attname
+    assert returned.message_count == 2 and returned.input_tokens == 7
+    assert returned._state.db == "default" and not returned._state.adding

@@ -1,15 +1,14 @@
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.db.models import Case, Count, F, FloatField, IntegerField, OuterRef, Subquery, Value, When
+from django.db.models import Case, Count, Exists, F, FloatField, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Cast, Coalesce, NullIf
 from django.urls import reverse
 from django.utils.html import format_html
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.analytics import session_and_empty_counts
-from sessions_app.models import Session
-from sessions_app.querysets import has_messages
+from sessions_app.models import Message, Session
 
 # Above this many models with sessions, the list falls back to correlated counts per model row
 # rather than a CASE with one branch per model.
@@ -54,7 +53,7 @@ def with_session_counts(queryset, counts: dict[int, tuple[int, int]] | None = No
 
         queryset = queryset.annotate(
             session_count=subquery_count(sessions),
-            empty_count=subquery_count(sessions.filter(~has_messages())),
+            empty_count=subquery_count(sessions.filter(~Exists(Message.objects.filter(session_id=OuterRef("pk"))))),
         )
     return queryset.alias(
         empty_rate=Coalesce(

@@ -17,9 +17,9 @@ from django.utils.text import Truncator
 
 from hermes_site.db import exact_text, filter_exact
 from sessions_app import admin_views
-from sessions_app.cleanup import delete_empty_sessions
 from sessions_app.models import Message, Session
 from sessions_app.paginators import EstimatedCountPaginator
+from sessions_app.pruning import delete_empty_sessions
 
 # The admin index shows a link to the analytics page above the app list.
 admin.site.index_template = "admin/sessions_app/index.html"

@@ -20,12 +20,11 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import CharField, Count, DateTimeField, Func, Min, Value
+from django.db.models import CharField, Count, DateTimeField, Exists, Func, Min, OuterRef, Value
 from django.db.models.functions import Trunc
 
 from hermes_site.db import exact_text, filter_exact
-from sessions_app.models import Session
-from sessions_app.querysets import has_messages
+from sessions_app.models import Message, Session
 
 GROUPINGS = ("model", "source", "day", "week", "month")
 NO_MODEL_KEY = "(none)"
@@ -189,7 +188,7 @@ def session_and_empty_counts(groups, *columns: str):
     statement. On PostgreSQL a group may come in two rows (add them up): the totals UNION ALL the
     empty sessions counted apart, which PostgreSQL runs as an anti-join (parallel, merge or hash)
     instead of a subplan per session."""
-    no_message = ~has_messages()
+    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
     if connections[groups.db].vendor in _UNION_VENDORS:
         totals = groups.annotate(sessions=Count("pk"), empty=Value(0))
         empties = groups.filter(no_message).annotate(sessions=Value(0), empty=Count("pk"))

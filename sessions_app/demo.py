@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents_app import registry
@@ -24,7 +24,6 @@ from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
 from sessions_app.models import Message, Session
-from sessions_app.querysets import has_messages
 from sessions_app.validation import tool_call_total
 
 DEFAULT_SEED = 2026
@@ -201,7 +200,7 @@ def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEF
 
 def model_split(*, since: dt.datetime, cutover: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[ModelSplit]:
     """Sessions and empty sessions per model before and after ``cutover`` (one aggregate query)."""
-    empty = ~has_messages()
+    empty = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
     before, after = Q(started_at__lt=cutover), Q(started_at__gte=cutover)
     rows = (
         Session.objects.using(using)

@@ -1,28 +1,30 @@
-"""Pruning empty sessions: the clean-up half of the empty-session report.
+"""Deleting empty sessions (one engine for ``prune_empty_sessions`` and the admin action), and the
+abandoned-agent tally's retention.
 
 Safety rules (ARCHITECTURE.md, "Prune races"): a session is deleted only when it has no message
-row, started before the grace period, is not the parent of another session and (unless
-``include_open``) has ended. The message and child checks are part of the DELETE statement
-itself, so a writer that adds a first message to a candidate while the prune runs always wins;
-a writer that arrives after its session was pruned simply creates it again with its messages.
+row and is not the parent of another session; the command also requires it to have started
+before the grace period and (unless ``include_open``) to have ended. The message and child
+checks are part of the DELETE statement itself, so a writer that adds a first message to a
+candidate while the deletion runs always wins; a writer that arrives after its session was
+deleted simply creates it again with its messages.
 """
 
 import datetime as dt
 import itertools
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from agents_app.models import LanguageModel
+from agents_app.models import AbandonedAgentTally, LanguageModel
 from hermes_site.db import filter_exact, run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.models import Session
-from sessions_app.querysets import has_children, has_messages
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
 DEFAULT_BATCH_SIZE = 1000
@@ -57,6 +59,15 @@ class PruneResult:
         return sum(self.kept.values())
 
 
+@dataclass(frozen=True)
+class EmptyDeletion:
+    """What the admin action did with the sessions an operator selected."""
+
+    deleted: int  # empty sessions deleted
+    kept_with_messages: int  # selected sessions kept because they have message rows
+    kept_with_children: int  # empty sessions kept because compression children continue them
+
+
 def prune_empty_sessions(
     *,
     older_than: dt.timedelta = DEFAULT_GRACE,
@@ -78,10 +89,8 @@ def prune_empty_sessions(
         raise ValidationError(
             {"older_than": "the grace period must be a positive duration: sessions being written now are never pruned."}
         )
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
-        raise ValidationError({"batch_size": f"must be a whole number from 1 to {MAX_BATCH_SIZE}."})
-    model = exact_name(model, "model")
-    source = exact_name(source, "source")
+    _check_batch_size(batch_size)
+    scope = Session.objects.using(using).matching(model=exact_name(model, "model"), source=exact_name(source, "source"))
     try:
         cutoff = (now or timezone.now()) - older_than
     except OverflowError:
@@ -89,121 +98,121 @@ def prune_empty_sessions(
             {"older_than": f"{older_than.days} days reaches back before the year 1: no session is that old."}
         ) from None
     result = PruneResult(cutoff=cutoff, dry_run=dry_run)
-
-    scope = Session.objects.using(using).all()
-    if model is not None:
-        scope = scope.filter(model__name=model)
-    if source is not None:
-        # Exact on MySQL/MariaDB too, whose default collation would also match "CLI" and "cli ".
-        scope = filter_exact(scope, "source", source)
-    eligible = _eligibility(cutoff=result.cutoff, include_open=include_open, using=using)
-    candidates = scope.filter(eligible)
-
-    old = Q(started_at__lt=result.cutoff)
-    kept = {"too_recent": Count("pk", filter=~old)}
+    empty = scope.empty()
+    old = empty.started_before(cutoff)
+    result.kept["too_recent"] = empty.count() - old.count()
     if not include_open:
-        kept["open"] = Count("pk", filter=old & Q(ended_at__isnull=True))
-    closed = Q() if include_open else Q(ended_at__isnull=False)
-    # The Exists goes into the filter itself: referring to it through an annotation made Django
-    # drop it from the aggregate's subquery (SQLite then read "has_children" as a string).
-    kept["has_children"] = Count("pk", filter=old & closed & Q(has_children()))
-    result.kept.update(scope.empty().aggregate(**kept))
+        result.kept["open"] = old.open().count()
+        old = old.ended()
+    result.kept["has_children"] = old.with_children().count()
 
     if dry_run:
-        per_model = candidates.order_by().values("model__name").annotate(sessions=Count("pk"))
-        result.deleted = {row["model__name"]: row["sessions"] for row in per_model}
+        per_model = scope.prunable(cutoff, include_open=include_open).values("model__name").annotate(n=Count("pk"))
+        result.deleted = {row["model__name"]: row["n"] for row in per_model.order_by()}
         return result
 
-    # The scan walks old (and closed) sessions in primary key order and asks EXISTS per row in the
-    # select list, so each page costs the same. With NOT EXISTS in the WHERE instead, PostgreSQL
-    # planned a merge anti-join that re-read the message index from its start for every page:
-    # quadratic (400k sessions: 12s instead of 7s, and growing faster than the table).
-    scan = (
-        scope.filter(old, closed)
-        .annotate(has_messages=has_messages())
-        .annotate(has_children=has_children())
-        .order_by("pk")
-        .values_list("pk", "model_id", "has_messages", "has_children")
-    )
-    deleted_by_model_id: Counter = Counter()
-    pending: dict = {}  # candidate pk -> model id, in scan order
-    last_pk = None
-    while True:
-        rows = list((scan if last_pk is None else scan.filter(pk__gt=last_pk))[:batch_size])
-        if rows:
+    # The scan walks old (and closed) sessions in key order and asks EXISTS per row in the select
+    # list, so each page costs the same. With NOT EXISTS in the WHERE instead, PostgreSQL planned
+    # a merge anti-join that re-read the message index from its start for every page: quadratic.
+    scan = scope.started_before(cutoff)
+    scan = (scan if include_open else scan.ended()).with_has_messages().with_has_children()
+    scan = scan.order_by("pk").values_list("pk", "model_id", "has_messages", "has_children")
+
+    def candidates():
+        last_pk = None
+        while rows := list((scan if last_pk is None else scan.filter(pk__gt=last_pk))[:batch_size]):
             last_pk = rows[-1][0]  # in the database's order, which may differ from Python's
-            pending.update((pk, model_id) for pk, model_id, messages, children in rows if not messages and not children)
-        while len(pending) >= batch_size or (pending and not rows):
-            batch = dict(itertools.islice(pending.items(), batch_size))
-            for pk in batch:
-                del pending[pk]
-            deleted_ids, locked_ids = run_with_retry(
-                lambda b=batch: _delete_batch(eligible, b, using=using), using=using
-            )
-            deleted_by_model_id.update(batch[pk] for pk in deleted_ids)
-            result.kept["locked"] += len(batch) - len(locked_ids)
-            result.kept["changed"] += len(locked_ids) - len(deleted_ids)
-            result.batches += 1
-            if progress:
-                result.deleted = _by_model_name(deleted_by_model_id, using=using)
-                progress(result)
-        if not rows:
-            break
-    result.deleted = _by_model_name(deleted_by_model_id, using=using)
+            yield from ((pk, model_id) for pk, model_id, messages, children in rows if not messages and not children)
+
+    condition = Session.objects.prunable_condition(cutoff, include_open=include_open)
+    deleted = Counter()
+
+    def on_batch(deleted_models: list, locked: int, candidates: int) -> None:
+        deleted.update(deleted_models)
+        result.kept["locked"] += candidates - locked
+        result.kept["changed"] += locked - len(deleted_models)
+        result.batches += 1
+        if progress:
+            result.deleted = _by_model_name(deleted, using=using)
+            progress(result)
+
+    _delete_in_batches(candidates(), condition, batch_size=batch_size, using=using, on_batch=on_batch)
+    result.deleted = _by_model_name(deleted, using=using)
     return result
 
 
-def _eligibility(*, cutoff: dt.datetime, include_open: bool, using: str) -> Q:
-    """The condition a session must meet, at the moment of the DELETE, to be pruned."""
-    condition = Q(started_at__lt=cutoff) & ~has_messages() & ~has_children()
-    return condition if include_open else condition & Q(ended_at__isnull=False)
+def delete_empty_sessions(queryset) -> EmptyDeletion:
+    """Delete the sessions of ``queryset`` that have no message row and no child session (the
+    admin action: no age or open/ended rule, the operator chose them), with the prune's engine."""
+    using = queryset.db
+    queryset = queryset.order_by()
+    selected = queryset.count()
+    with_children = queryset.empty().with_children().count()
+    condition = Session.objects.prunable_condition(include_open=True)
+    candidates = queryset.filter(condition).order_by("pk").values_list("pk", "model_id")
+    deleted = 0
+
+    def on_batch(deleted_models: list, locked: int, candidates: int) -> None:
+        nonlocal deleted
+        deleted += len(deleted_models)
+
+    _delete_in_batches(candidates.iterator(), condition, batch_size=500, using=using, on_batch=on_batch)
+    return EmptyDeletion(
+        deleted, kept_with_messages=selected - deleted - with_children, kept_with_children=with_children
+    )
 
 
-def _delete_batch(eligible: Q, batch: dict, *, using: str) -> tuple[set, set]:
+def _delete_in_batches(candidates: Iterable[tuple], condition: Q, *, batch_size: int, using: str, on_batch) -> None:
+    """Delete ``(pk, model_id)`` candidates that still meet ``condition``, a transaction per
+    batch; ``on_batch(deleted model ids, locked, candidates)`` after each."""
+    candidates = iter(candidates)
+    while batch := dict(itertools.islice(candidates, batch_size)):
+        deleted_ids, locked_ids = run_with_retry(lambda b=batch: _delete_batch(condition, b, using=using), using=using)
+        on_batch([batch[pk] for pk in deleted_ids], len(locked_ids), len(batch))
+
+
+def _delete_batch(condition: Q, batch: dict, *, using: str) -> tuple[set, set]:
     """Delete the still-eligible sessions of one batch in one transaction; returns (deleted, locked) pks.
 
-    1. Lock the batch's rows with ``FOR UPDATE SKIP LOCKED``. A row another transaction holds
-       is being written (``append_messages`` locks the session row before adding messages;
-       ``compress_session`` updates the parent before creating its child), so it is about to
-       stop being empty: skip it. A writer that comes after our lock waits for our commit and
-       then, if we deleted its session, creates it again with its messages. SQLite has no row
-       locks; its IMMEDIATE transactions serialize writers instead.
-    2. Delete with the whole eligibility condition, the NOT EXISTS on messages and on children
-       included, in that one DELETE statement (see ``_delete_where``). At READ COMMITTED
-       (Django's default on every backend here) the statement sees everything committed before
-       it started, so a message committed since our candidate SELECT keeps its session.
+    1. Lock the batch's rows with ``FOR UPDATE SKIP LOCKED``. A row another transaction holds is
+       being written (``append_messages`` locks the session row before adding messages;
+       ``compress_session`` updates the parent before creating its child), so it is about to stop
+       being empty: skip it. A writer that comes after our lock waits for our commit and then, if
+       we deleted its session, creates it again with its messages. SQLite has no row locks; its
+       IMMEDIATE transactions serialize writers instead. Rows are locked in key order, so two
+       deletions never deadlock.
+    2. Delete with the whole condition, the NOT EXISTS on messages and on children included, in
+       that one DELETE statement (``_delete_where``). At READ COMMITTED (Django's default on every
+       backend here) it sees everything committed before it started.
     """
     features = connections[using].features
+    sessions = Session.objects.using(using)
     with transaction.atomic(using=using):
-        lock = Session.objects.using(using).filter(pk__in=list(batch)).order_by("pk")
+        lock = sessions.filter(pk__in=list(batch)).order_by("pk")
         lock = lock.select_for_update(skip_locked=features.has_select_for_update_skip_locked)
         locked = set(lock.values_list("pk", flat=True))
         if not locked:
             return set(), locked
-        count = _delete_where(Session.objects.using(using).filter(eligible, pk__in=list(locked)), using=using)
+        count = _delete_where(sessions.filter(condition, pk__in=list(locked)))
         if count == len(locked):
             return locked, locked
-        # Some got a message or a child in the meantime: ask which rows remain (we still hold their locks).
-        remaining = set(Session.objects.using(using).filter(pk__in=list(locked)).values_list("pk", flat=True))
-        return locked - remaining, locked
+        # Some got a message or a child in the meantime: ask which remain (we still hold their locks).
+        return locked - set(sessions.filter(pk__in=list(locked)).values_list("pk", flat=True)), locked
 
 
-def _delete_where(queryset, *, using: str) -> int:
+def _delete_where(queryset) -> int:
     """Run ``DELETE FROM <table> WHERE <the queryset's WHERE clause>`` as one statement; returns the row count.
 
-    Not ``queryset.delete()``: because messages CASCADE and children SET_NULL, Django's
-    Collector first SELECTs the matching rows and then deletes them by primary key, which drops
-    the condition from the DELETE and reopens the race. Not ``_raw_delete()`` either: when the
-    WHERE has a subquery on the same table (the children check), Django wraps it on
-    MySQL/MariaDB as ``WHERE id IN (SELECT ... FROM session V0 ...)``, which MariaDB runs as a
-    locking full scan of the session table for every batch. MariaDB (10.3+), PostgreSQL and
-    SQLite all accept the plain self-referencing form built here. Skipping the Collector is
-    safe because only rows without messages or children match; no delete signals are sent
-    (nothing in this project listens to them).
+    Not ``queryset.delete()``: because messages CASCADE and children SET_NULL, Django's Collector
+    first SELECTs the matching rows and then deletes them by key, which drops the condition from
+    the DELETE and reopens the race. Not ``_raw_delete()`` either: with a subquery on the same
+    table (the children check) Django wraps it on MySQL/MariaDB as ``WHERE id IN (SELECT ...)``,
+    which MariaDB runs as a locking full scan. Skipping the Collector is safe because only rows
+    without messages or children match; no delete signals are sent (nothing here listens).
     """
-    connection = connections[using]
+    connection = connections[queryset.db]
     query = queryset.query
-    where, params = query.get_compiler(using).compile(query.where)
+    where, params = query.get_compiler(queryset.db).compile(query.where)
     table = connection.ops.quote_name(query.get_meta().db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - compiled by the ORM
@@ -211,6 +220,63 @@ def _delete_where(queryset, *, using: str) -> int:
 
 
 def _by_model_name(counts: Counter, *, using: str) -> dict[str | None, int]:
-    models = LanguageModel.objects.using(using).filter(pk__in=[pk for pk in counts if pk])
-    names = dict(models.values_list("pk", "name"))
+    names = dict(
+        LanguageModel.objects.using(using).filter(pk__in=[pk for pk in counts if pk]).values_list("pk", "name")
+    )
     return {names.get(model_id) if model_id else None: n for model_id, n in counts.items()}
+
+
+def _check_batch_size(batch_size) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValidationError({"batch_size": f"must be a whole number from 1 to {MAX_BATCH_SIZE}."})
+
+
+@dataclass(frozen=True)
+class TallyPruneResult:
+    """Tally rows (and the agents they counted) from days before ``before``: deleted, or in a dry
+    run, to be deleted. ``before`` is None when retention is off (nothing is pruned)."""
+
+    before: dt.date | None
+    rows: int
+    agents: int
+    dry_run: bool
+
+
+def prune_abandoned_tally(
+    *,
+    keep_days: int | None = None,
+    model: str | None = None,
+    source: str | None = None,
+    dry_run: bool = False,
+    today: dt.date | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> TallyPruneResult:
+    """Delete abandoned-agent tally rows older than ``keep_days`` days (default: the setting
+    ``HERMES_ABANDONED_TALLY_RETENTION_DAYS``; 0 keeps everything), in one statement.
+
+    Today's row and the ``keep_days`` days before it are kept. ``model``/``source`` limit the prune
+    to exact names, as ``prune_empty_sessions`` does.
+    """
+    model = exact_name(model, "model")
+    source = exact_name(source, "source")
+    if keep_days is None:
+        keep_days = settings.HERMES_ABANDONED_TALLY_RETENTION_DAYS
+    if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 0:
+        raise ValidationError({"keep_days": "must be a whole number of days, 0 or more (0 keeps the whole tally)."})
+    today = today or timezone.now().astimezone(dt.UTC).date()
+    try:
+        before = today - dt.timedelta(days=keep_days) if keep_days else None
+    except OverflowError:
+        before = None
+    if before is None:
+        return TallyPruneResult(before=None, rows=0, agents=0, dry_run=dry_run)
+    old = AbandonedAgentTally.objects.using(using).filter(day__lt=before)
+    if model is not None:
+        old = old.filter(model__name=model)
+    if source is not None:
+        old = filter_exact(old, "source", source)
+    with transaction.atomic(using=using):
+        totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
+        if not dry_run and totals["rows"]:
+            old.delete()
+    return TallyPruneResult(before=before, rows=totals["rows"], agents=int(totals["agents"] or 0), dry_run=dry_run)

@@ -24,8 +24,8 @@ from agents_app.models import LanguageModel
 from sessions_app import paginators
 from sessions_app.admin import INLINE_MESSAGES
 from sessions_app.analytics import empty_session_rates
-from sessions_app.cleanup import EmptyDeletion, delete_empty_sessions
 from sessions_app.models import Message, Session
+from sessions_app.pruning import EmptyDeletion, delete_empty_sessions
 from sessions_app.querysets import SessionQuerySet
 from sessions_app.services import append_messages
 

@@ -7,10 +7,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents_app.models import LanguageModel
-from agents_app.services import TallyPruneResult, prune_abandoned_tally
 from sessions_app.analytics import NO_MODEL_KEY
 from sessions_app.management.prompts import confirm_or_stop
-from sessions_app.pruning import DEFAULT_BATCH_SIZE, KEPT_REASONS, PruneResult, prune_empty_sessions
+from sessions_app.pruning import (
+    DEFAULT_BATCH_SIZE,
+    KEPT_REASONS,
+    PruneResult,
+    TallyPruneResult,
+    prune_abandoned_tally,
+    prune_empty_sessions,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+")

@@ -4,7 +4,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from sessions_app import demo
+from agents_app import demo
 from sessions_app.management.prompts import confirm_or_stop
 from sessions_app.models import Message, Session
 

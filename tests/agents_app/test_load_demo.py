@@ -11,8 +11,8 @@ from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django.db.models import Count, Sum
 
+from agents_app import demo
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app import demo
 from sessions_app.models import Message, Session
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)

@@ -552,7 +552,7 @@ def test_command_rejects_bad_options(db, state):
     src = state()
     with pytest.raises(CommandError, match="at least 1"):
         run(src.path, "--batch-size", "0")
-    with pytest.raises(CommandError, match="Unknown database"):
+    with pytest.raises(CommandError, match="unknown --database"):
         run(src.path, "--database", "nope")
 
 

@@ -17,7 +17,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from sessions_app import pruning
-from sessions_app.management.commands.prune_empty_sessions import parse_duration
+from sessions_app.management.base import parse_duration
 from sessions_app.models import Message, Session
 from sessions_app.pruning import prune_empty_sessions
 
@@ -169,7 +169,7 @@ def test_each_batch_commits_on_its_own(legacy_session, monkeypatch):
     [("30m", 1800), ("24h", 86400), ("7d", 604800), ("2w", 1209600), ("1d12h", 129600), ("90", 90), (" 5S ", 5)],
 )
 def test_parse_duration(text, seconds):
-    assert parse_duration(text) == dt.timedelta(seconds=seconds)
+    assert parse_duration(text, "--older-than") == dt.timedelta(seconds=seconds)
 
 
 def run(*args, **options):

@@ -1,24 +1,25 @@
+"""``manage.py load_demo``: a realistic demo history before and after lazy session creation."""
+
 import time
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.core.management.base import CommandError
 
 from agents_app import demo
-from sessions_app.management.prompts import confirm_or_stop
+from sessions_app.management.base import HermesCommand
 from sessions_app.models import Message, Session
 
 ADMIN_URL = "http://127.0.0.1:8000/admin/"
 RATES_URL = "http://127.0.0.1:8000/admin/sessions_app/session/empty-rates/"
 
 
-class Command(BaseCommand):
+class Command(HermesCommand):
     help = (
         "Load a realistic, deterministic demo history: eager sessions (with empty ones) before a cut-over, "
         "the lazy Agent facade after it. Prints the login of a demo superuser with a fresh random password."
     )
 
     def add_arguments(self, parser):
+        super().add_arguments(parser)
         parser.add_argument("--seed", type=int, default=demo.DEFAULT_SEED, help="Random seed (default %(default)s).")
         parser.add_argument(
             "--days", type=int, default=demo.DEFAULT_DAYS, help="Days of history to generate (default %(default)s)."
@@ -53,9 +54,6 @@ class Command(BaseCommand):
         parser.add_argument(
             "--username", default=demo.DEFAULT_ADMIN_USERNAME, help="Name of the demo superuser (default %(default)s)."
         )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections), help="Database alias to fill."
-        )
 
     def handle(self, *args, **options):
         using = options["database"]
@@ -70,25 +68,22 @@ class Command(BaseCommand):
         if sessions and options["flush"] and options["interactive"]:
             self.confirm(sessions, using)
         started = time.monotonic()
-        try:
-            result = demo.load_demo(
-                seed=options["seed"],
-                days=options["days"],
-                cutover_days_ago=options["cutover_days_ago"],
-                sessions_per_day=options["sessions_per_day"],
-                flush=options["flush"],
-                force=options["force"],
-                using=using,
-            )
-        except ValidationError as exc:
-            raise CommandError(_describe(exc)) from None
+        result = self.call(
+            demo.load_demo,
+            seed=options["seed"],
+            days=options["days"],
+            cutover_days_ago=options["cutover_days_ago"],
+            sessions_per_day=options["sessions_per_day"],
+            flush=options["flush"],
+            force=options["force"],
+            using=using,
+        )
         login = None if options["no_user"] else demo.reset_demo_admin(username=options["username"], using=using)
         self.report(result, login, elapsed=time.monotonic() - started, verbosity=options["verbosity"])
 
     def confirm(self, sessions: int, using: str) -> None:
         messages = Message.objects.using(using).count()
-        confirm_or_stop(
-            self.stderr,
+        self.confirm_or_stop(
             f"--flush deletes all {sessions:,} sessions and {messages:,} messages in database {using!r}.",
             not_a_terminal="--flush would delete existing sessions and stdin is not a terminal: pass --no-input.",
             cancelled="Cancelled; nothing was changed.",
@@ -115,7 +110,7 @@ class Command(BaseCommand):
         if login:
             action = "Created" if login.created else "Reset the password of"
             self.stdout.write(
-                self.style.SUCCESS(f"{action} the demo superuser. Run `python manage.py runserver`, then")
+                self.style.SUCCESS(f"{action} the demo superuser. Run `.venv/bin/python manage.py runserver`, then")
             )
             self.stdout.write(f"  log in at  {ADMIN_URL}")
             self.stdout.write(f"  username   {login.username}")
@@ -131,9 +126,3 @@ def _total(rows: list[demo.ModelSplit]) -> demo.ModelSplit:
         total.after += row.after
         total.after_empty += row.after_empty
     return total
-
-
-def _describe(exc: ValidationError) -> str:
-    if hasattr(exc, "error_dict"):
-        return "; ".join(f"--{name.replace('_', '-')}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
-    return " ".join(exc.messages)

@@ -1,30 +1,29 @@
 """``manage.py empty_sessions``: the empty-session rate per model, source or period."""
 
 import io
-import re
 
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.core.management.base import CommandError
 
 from agents_app.analytics import abandoned_agent_rates
 from sessions_app import reporting
 from sessions_app.analytics import GROUPINGS, empty_session_rates
+from sessions_app.management.base import HermesCommand, parse_date, parse_rate
 
-FORMATS = ("table", "json", "csv")
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).
 EXIT_ABOVE_LIMIT = 3
 
 
-class Command(BaseCommand):
+class Command(HermesCommand):
+    formats = ("table", "json", "csv")
     help = (
         "Report how many sessions have no message rows (empty sessions), per model, source, or UTC day/week/month. "
         "JSON and CSV go to stdout alone; messages go to stderr."
     )
 
     def add_arguments(self, parser):
-        # --by, --format and --sort are validated in handle(), not by argparse choices, so that
-        # a bad value is a CommandError with exit status 1, like every other bad input.
+        super().add_arguments(parser)
+        # --by and --sort are checked by the service and in handle(), not by argparse choices, so
+        # that a bad value is a CommandError with exit status 1, like every other bad input.
         parser.add_argument(
             "--by",
             default="model",
@@ -45,12 +44,6 @@ class Command(BaseCommand):
         parser.add_argument("--model", metavar="MODEL", help="Only sessions of this model name (exact match).")
         parser.add_argument("--source", metavar="SOURCE", help="Only sessions from this source (exact match).")
         parser.add_argument(
-            "--format",
-            default="table",
-            metavar="{" + ",".join(FORMATS) + "}",
-            help="Output format: an aligned table (default), JSON (one document), or CSV (RFC 4180).",
-        )
-        parser.add_argument(
             "--sort",
             metavar="{" + ",".join(reporting.SORTS) + "}",
             help="Row order: rate (highest first; the table's default), sessions (most first), or key "
@@ -70,34 +63,22 @@ class Command(BaseCommand):
             help="Exit with status 3 when any reported row's empty rate is above RATE, a fraction (0.25) or a "
             "percentage (25%%). The report is printed first.",
         )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='Database alias to read from (default: "default").',
-        )
 
     def handle(self, *args, **options):
         output_format, sort, database = options["format"], options["sort"], options["database"]
-        if output_format not in FORMATS:
-            raise CommandError(f"unknown --format {output_format!r}; choose one of {', '.join(FORMATS)}.")
         if sort is not None and sort not in reporting.SORTS:
             raise CommandError(f"unknown --sort {sort!r}; choose one of {', '.join(reporting.SORTS)}.")
-        if database not in connections:
-            raise CommandError(f"unknown --database {database!r}; configured: {', '.join(connections)}.")
-        limit = parse_rate(options["fail_above"]) if options["fail_above"] is not None else None
-        since, until = _date_bound(options, "since"), _date_bound(options, "until")
+        limit = parse_rate(options["fail_above"], "--fail-above") if options["fail_above"] is not None else None
         rates = abandoned_agent_rates if options["include_abandoned"] else empty_session_rates
-        try:
-            report = rates(
-                options["by"],
-                since=since,
-                until=until,
-                model=options["model"],
-                source=options["source"],
-                using=database,
-            )
-        except ValidationError as exc:
-            raise CommandError(" ".join(_messages(exc))) from None
+        report = self.call(
+            rates,
+            options["by"],
+            since=parse_date(options["since"], "--since"),
+            until=parse_date(options["until"], "--until"),
+            model=options["model"],
+            source=options["source"],
+            using=database,
+        )
 
         abandoned = options["include_abandoned"]
         if output_format == "table":
@@ -139,29 +120,3 @@ class Command(BaseCommand):
                 )
             if options["verbosity"] >= 2:
                 self.stderr.write(f"No row above {reporting.format_percent(limit)}.")
-
-
-def parse_rate(text: str) -> float:
-    """A rate limit as a fraction in [0, 1]: ``0.25`` or ``25%``."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*", text)
-    if match is None:
-        raise CommandError(f"--fail-above: invalid rate {text!r}; give a fraction such as 0.25 or a percentage (25%).")
-    value = float(match.group(1)) / (100 if match.group(2) else 1)
-    if not 0 <= value <= 1:
-        raise CommandError(f"--fail-above: rate {text!r} is outside 0..1 (0%..100%).")
-    return value
-
-
-def _date_bound(options: dict, name: str):
-    if options[name] is None:
-        return None
-    try:
-        return reporting.parse_date_bound(options[name])
-    except ValueError as exc:
-        raise CommandError(f"--{name}: {exc}") from None
-
-
-def _messages(exc: ValidationError) -> list[str]:
-    if hasattr(exc, "error_dict"):
-        return [f"--{name}: {message}" for name, errors in exc.message_dict.items() for message in errors]
-    return exc.messages

@@ -1,9 +1,10 @@
+"""``manage.py import_hermes``: import a hermes-agent ``state.db``."""
+
 import json
 import time
 from pathlib import Path
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.core.management.base import CommandError
 
 from sessions_app.importers import (
     DEFAULT_BATCH_SIZE,
@@ -13,17 +14,20 @@ from sessions_app.importers import (
     ImportResult,
     import_hermes_db,
 )
+from sessions_app.management.base import HermesCommand, parse_positive
 
 WARNINGS_SHOWN = 20
 
 
-class Command(BaseCommand):
+class Command(HermesCommand):
+    formats = ("text", "json")
     help = (
         "Import sessions and messages from a hermes-agent state.db (opened read-only). Idempotent and "
         "incremental: a second run adds nothing; after the file grows, only what is new is imported."
     )
 
     def add_arguments(self, parser):
+        super().add_arguments(parser)
         parser.add_argument("path", help="The hermes-agent state.db file, e.g. ~/.hermes/state.db.")
         parser.add_argument(
             "--batch-size",
@@ -32,18 +36,9 @@ class Command(BaseCommand):
             help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, help="Database alias to import into (default: 'default')."
-        )
-        parser.add_argument(
-            "--format", choices=["text", "json"], default="text", help="Summary format on stdout (default: text)."
-        )
 
     def handle(self, *args, path, batch_size, dry_run, database, format, verbosity, **options):
-        if batch_size < 1:
-            raise CommandError("--batch-size must be at least 1.")
-        if database not in connections:
-            raise CommandError(f"Unknown database alias {database!r}.")
+        parse_positive(batch_size, "--batch-size")
         progress = _ProgressReporter(self.stderr, verbosity)
         try:
             result = import_hermes_db(

@@ -1,14 +1,11 @@
+"""``manage.py prune_empty_sessions``: delete old empty sessions (and old abandoned-agent tally days)."""
+
 import datetime as dt
 import json
-import re
-
-from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from agents_app.models import LanguageModel
 from sessions_app.analytics import NO_MODEL_KEY
-from sessions_app.management.prompts import confirm_or_stop
+from sessions_app.management.base import HermesCommand, describe_duration, parse_duration
 from sessions_app.pruning import (
     DEFAULT_BATCH_SIZE,
     KEPT_REASONS,
@@ -18,35 +15,11 @@ from sessions_app.pruning import (
     prune_empty_sessions,
 )
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
-_PART = re.compile(r"(\d+)([smhdw])")
 
+class Command(HermesCommand):
+    formats = ("table", "json")
+    option_names = {"keep_days": "tally-keep-days"}
 
-def parse_duration(text: str) -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``, ``2w``, combinations such as ``1d12h``, or plain seconds."""
-    value = text.strip().lower()
-    if value.isdigit():
-        seconds = int(value)
-    elif _DURATION.fullmatch(value):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
-    else:
-        raise ValueError(f"{text!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds.")
-    try:
-        return dt.timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"{text!r} is longer than any date range there is.") from None
-
-
-def describe(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("w", _UNITS["w"]), ("d", _UNITS["d"]), ("h", _UNITS["h"]), ("m", _UNITS["m"])):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-class Command(BaseCommand):
     help = (
         "Delete empty sessions (no message rows) older than a grace period, in batches. Sessions that are the "
         "parent of another session, and by default open sessions, are kept. Also deletes abandoned-agent tally "
@@ -55,6 +28,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        super().add_arguments(parser)
         parser.add_argument(
             "--older-than",
             default="24h",
@@ -93,18 +67,9 @@ class Command(BaseCommand):
             help="Keep this many days of the abandoned-agent tally before today and delete older days "
             "(default: the HERMES_ABANDONED_TALLY_RETENTION_DAYS setting; 0 keeps the whole tally).",
         )
-        parser.add_argument(
-            "--format", choices=["table", "json"], default="table", help="Output format (default table)."
-        )
-        parser.add_argument(
-            "--database", default=DEFAULT_DB_ALIAS, choices=tuple(connections), help="Database alias to prune."
-        )
 
     def handle(self, *args, **options):
-        try:
-            older_than = parse_duration(options["older_than"])
-        except ValueError as exc:
-            raise CommandError(f"--older-than {exc}") from None
+        older_than = parse_duration(options["older_than"], "--older-than")
         using = options["database"]
         query = {
             "older_than": older_than,
@@ -134,7 +99,7 @@ class Command(BaseCommand):
             self.confirm(plan, using, tally_plan)
         self.expected = plan.total_deleted
         self.on_terminal = self.stderr.isatty()
-        progress = self.show_progress if self.verbosity >= 2 or (self.on_terminal and self.verbosity >= 1) else None
+        progress = self.show_progress if self.wants_progress(self.verbosity) else None
         result = self.run(dry_run=False, progress=progress, **query)
         if progress and self.on_terminal:
             self.stderr.write("")
@@ -142,17 +107,16 @@ class Command(BaseCommand):
         self.report(result, older_than, tally)
 
     def run(self, **kwargs) -> PruneResult:
-        return _as_command_error(prune_empty_sessions, **kwargs)
+        return self.call(prune_empty_sessions, **kwargs)
 
     def prune_tally(self, **kwargs) -> TallyPruneResult:
-        return _as_command_error(prune_abandoned_tally, **kwargs)
+        return self.call(prune_abandoned_tally, **kwargs)
 
     def confirm(self, plan: PruneResult, using: str, tally: TallyPruneResult) -> None:
         what = f"{plan.total_deleted:,} empty sessions started before {plan.cutoff:%Y-%m-%d %H:%M} UTC"
         if tally.rows:
             what += f" and {tally.rows:,} abandoned-agent tally rows from before {tally.before}"
-        confirm_or_stop(
-            self.stderr,
+        self.confirm_or_stop(
             f"About to delete {what} from database {using!r}.",
             not_a_terminal="Refusing to delete without confirmation: stdin is not a terminal. "
             "Pass --yes (or --no-input) to prune non-interactively, or --dry-run to only look.",
@@ -197,7 +161,7 @@ class Command(BaseCommand):
         else:
             self.stdout.write(
                 f"{verb} {result.total_deleted:,} empty sessions started before {cutoff} "
-                f"(older than {describe(older_than)}):"
+                f"(older than {describe_duration(older_than)}):"
             )
             width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
             self.stdout.write(f"  {'model':<{width}}  {'sessions':>10}")
@@ -219,18 +183,3 @@ class Command(BaseCommand):
             )
         elif self.verbosity >= 2:
             self.stdout.write(f"Abandoned-agent tally: nothing from before {tally.before}.")
-
-
-_OPTIONS = {"keep_days": "tally-keep-days"}  # argument name -> option, where they differ
-
-
-def _as_command_error(function, **kwargs):
-    """``function(**kwargs)``, its ValidationError given as a CommandError naming the options."""
-    try:
-        return function(**kwargs)
-    except ValidationError as exc:
-        problems = (
-            f"--{_OPTIONS.get(name, name.replace('_', '-'))}: {' '.join(errors)}"
-            for name, errors in exc.message_dict.items()
-        )
-        raise CommandError("; ".join(problems)) from None

@@ -1,0 +1,142 @@
+"""Plumbing shared by the project's management commands (in the way django-extensions keeps its own).
+
+``HermesCommand`` adds ``--database`` (checked against the configured aliases) and, when a command
+declares ``formats``, ``--format``; it turns a service's ``ValidationError`` into a ``CommandError``
+that names the options at fault; it asks before deleting; and it says when a progress display is
+wanted (a terminal at verbosity >= 1, or verbosity >= 2). The parsers below give a ``CommandError``
+(exit status 1) for bad input, like every other bad input.
+"""
+
+import datetime as dt
+import re
+import sys
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from sessions_app.reporting import parse_date_bound
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
+_PART = re.compile(r"(\d+)([smhdw])")
+_RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*")
+
+
+class HermesCommand(BaseCommand):
+    """A command that reads or writes the project's data."""
+
+    formats: tuple[str, ...] = ()  # output formats; the first is the default
+    option_names: dict[str, str] = {}  # a service's argument name -> the option, where they differ
+
+    def add_arguments(self, parser):
+        if self.formats:
+            parser.add_argument(
+                "--format",
+                default=self.formats[0],
+                metavar="{" + ",".join(self.formats) + "}",
+                help=f"Output format (default {self.formats[0]}).",
+            )
+        parser.add_argument(
+            "--database", default=DEFAULT_DB_ALIAS, help=f'Database alias to use (default "{DEFAULT_DB_ALIAS}").'
+        )
+
+    def execute(self, *args, **options):
+        # Checked here rather than by argparse choices, so that a bad value is a CommandError with
+        # exit status 1 (and a one-line message) under call_command too.
+        if options.get("database", DEFAULT_DB_ALIAS) not in connections:
+            configured = ", ".join(connections)
+            raise CommandError(f"unknown --database {options['database']!r}; configured: {configured}.")
+        if self.formats and options.get("format", self.formats[0]) not in self.formats:
+            raise CommandError(f"unknown --format {options['format']!r}; choose one of {', '.join(self.formats)}.")
+        return super().execute(*args, **options)
+
+    def call(self, service, *args, **kwargs):
+        """``service(*args, **kwargs)``, its ``ValidationError`` given as a ``CommandError`` naming the options."""
+        try:
+            return service(*args, **kwargs)
+        except ValidationError as exc:
+            raise CommandError(self.describe(exc)) from None
+
+    def describe(self, exc: ValidationError) -> str:
+        if not hasattr(exc, "error_dict"):
+            return " ".join(exc.messages)
+        return "; ".join(
+            f"--{self.option_names.get(name, name.replace('_', '-'))}: {' '.join(errors)}"
+            for name, errors in exc.message_dict.items()
+        )
+
+    def wants_progress(self, verbosity: int) -> bool:
+        """A progress display on stderr: on a terminal at verbosity >= 1, as plain lines at >= 2."""
+        return verbosity >= 2 or (verbosity >= 1 and self.stderr.isatty())
+
+    def confirm_or_stop(self, question: str, *, not_a_terminal: str, cancelled: str) -> None:
+        """Ask ``question`` on stderr and go on only on "y"/"yes"; otherwise raise ``CommandError``.
+
+        Without a terminal on stdin there is nobody to ask: ``CommandError(not_a_terminal)``, which
+        should name the flag that skips the question.
+        """
+        if not sys.stdin or not sys.stdin.isatty():
+            raise CommandError(not_a_terminal)
+        self.stderr.write(f"{question} Type 'yes' to continue: ", ending="")
+        self.stderr.flush()
+        try:
+            answer = input()
+        except EOFError:
+            answer = ""
+        if answer.strip().lower() not in {"y", "yes"}:
+            raise CommandError(cancelled)
+
+
+def parse_duration(text: str, option: str) -> dt.timedelta:
+    """``30m``, ``24h``, ``7d``, ``2w``, combinations such as ``1d12h``, or plain seconds."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = int(value)
+    elif _DURATION.fullmatch(value):
+        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    else:
+        raise CommandError(f"{option}: {text!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds.")
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise CommandError(f"{option}: {text!r} is longer than any date range there is.") from None
+
+
+def describe_duration(delta: dt.timedelta) -> str:
+    """The shortest of ``2w``, ``7d``, ``24h``, ``30m`` or ``90s`` that says ``delta`` exactly."""
+    seconds = int(delta.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_date(text: str | None, option: str) -> dt.date | dt.datetime | None:
+    """``reporting.parse_date_bound`` (the admin page's parser too), its error as a ``CommandError``."""
+    if text is None:
+        return None
+    try:
+        return parse_date_bound(text)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}") from None
+
+
+def parse_rate(text: str, option: str) -> float:
+    """A rate as a fraction in [0, 1]: ``0.25`` or ``25%``."""
+    match = _RATE.fullmatch(text)
+    if match is None:
+        raise CommandError(f"{option}: invalid rate {text!r}; give a fraction such as 0.25 or a percentage (25%).")
+    value = float(match.group(1)) / (100 if match.group(2) else 1)
+    if not 0 <= value <= 1:
+        raise CommandError(f"{option}: rate {text!r} is outside 0..1 (0%..100%).")
+    return value
+
+
+def parse_positive(value: int, option: str, *, maximum: int | None = None) -> int:
+    """A whole number from 1 (to ``maximum``)."""
+    if maximum is not None and not 1 <= value <= maximum:
+        raise CommandError(f"{option} must be a whole number from 1 to {maximum:,}, got {value}.")
+    if value < 1:
+        raise CommandError(f"{option} must be at least 1, got {value}.")
+    return value

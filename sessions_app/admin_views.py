@@ -21,12 +21,12 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
-from agents_app.analytics import abandoned_agent_counts, with_abandoned
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from hermes_site.db import exact_text, filter_exact
 from sessions_app import charts, reporting
 from sessions_app.analytics import (
     NO_MODEL_KEY,
+    abandoned_agent_counts,
     build_report,
     empty_session_rates,
     group_expression,
@@ -34,6 +34,7 @@ from sessions_app.analytics import (
     report_filters,
     session_and_empty_counts,
     utc_bound,
+    with_abandoned,
 )
 from sessions_app.models import Session
 

@@ -7,9 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from agents_app.analytics import abandoned_agent_rates
 from sessions_app import reporting
-from sessions_app.analytics import GROUPINGS, empty_session_rates
+from sessions_app.analytics import GROUPINGS, abandoned_agent_rates, empty_session_rates
 
 FORMATS = ("table", "json", "csv")
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).

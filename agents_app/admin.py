@@ -3,13 +3,11 @@
 The counts are queries of ``sessions_app.analytics``; these classes only choose and render them.
 """
 
-from urllib.parse import urlencode
-
 from django.contrib import admin
-from django.urls import reverse
 from django.utils.html import format_html
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
+from sessions_app.admin.links import session_changelist_url
 from sessions_app.analytics import session_counts_by_model, with_session_counts
 
 # Above this many models with sessions, the list falls back to correlated counts per model row
@@ -40,8 +38,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
         return with_session_counts(queryset, request._session_counts_by_model)
 
     def _sessions_url(self, model, **params):
-        query = urlencode({"model__id__exact": model.pk, **params})
-        return f"{reverse('admin:sessions_app_session_changelist')}?{query}"
+        return session_changelist_url(model__id__exact=model.pk, **params)
 
     @admin.display(description="sessions", ordering="session_count")
     def session_total(self, model):

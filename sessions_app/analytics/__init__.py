@@ -38,7 +38,7 @@ from sessions_app.analytics.filters import (
     report_filters,
     utc_bound,
 )
-from sessions_app.analytics.language_models import session_counts_by_model, with_session_counts
+from sessions_app.analytics.language_models import model_ids_by_name, session_counts_by_model, with_session_counts
 from sessions_app.analytics.rates import (
     NO_MODEL_KEY,
     TOTAL_KEY,
@@ -82,6 +82,7 @@ __all__ = [
     "group_expression",
     "group_key",
     "model_buckets",
+    "model_ids_by_name",
     "report_filters",
     "report_from_trend",
     "session_and_empty_counts",

@@ -8,6 +8,7 @@ from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Case, Count, F, FloatField, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Cast, Coalesce, NullIf
 
+from agents_app.models import LanguageModel
 from sessions_app.analytics.filters import filter_sessions, report_filters
 from sessions_app.analytics.rates import session_and_empty_counts
 from sessions_app.models import Session
@@ -67,3 +68,8 @@ def with_session_counts(
             Value(0.0),
         )
     )
+
+
+def model_ids_by_name(names, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
+    """``{name: id}`` of the ``LanguageModel`` rows among ``names`` (report keys); others are absent."""
+    return dict(LanguageModel.objects.using(using).filter(name__in=list(names)).values_list("name", "pk"))

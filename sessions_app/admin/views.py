@@ -9,30 +9,28 @@ model and per bucket) feed the "ended without a message" section and the chart's
 """
 
 import datetime as dt
-from collections import defaultdict
-from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views import View
 
-from agents_app.models import AbandonedAgentTally, LanguageModel
-from hermes_site.db import exact_text, filter_exact
-from sessions_app import charts, reporting
+from agents_app.models import AbandonedAgentTally
+from sessions_app import reporting
+from sessions_app.admin import charts
+from sessions_app.admin.links import session_changelist_url
 from sessions_app.analytics import (
-    NO_MODEL_KEY,
     abandoned_agent_counts,
-    build_report,
+    bucket_totals,
+    empty_rate_trend,
     empty_session_rates,
-    group_expression,
-    group_key,
-    report_filters,
-    session_and_empty_counts,
+    exact_values,
+    model_buckets,
+    model_ids_by_name,
+    report_from_trend,
     utc_bound,
     with_abandoned,
 )
@@ -43,8 +41,6 @@ FORMATS = ("html", "csv", "json")
 # The trend chart draws the total and the models with the most sessions: more lines than this
 # cannot be told apart. The per-model table below it lists every model.
 TREND_MODELS = 5
-# More buckets than this (about three years of days) are listed in the table but not drawn.
-MAX_TREND_BUCKETS = 1100
 
 
 class EmptyRatesForm(forms.Form):
@@ -91,50 +87,6 @@ class EmptyRatesForm(forms.Form):
         return cleaned
 
 
-@dataclass(frozen=True, order=True)
-class TrendPoint:
-    bucket: str  # ISO date of the bucket's first day (UTC), as in empty_session_rates
-    model: str  # model name, or NO_MODEL_KEY
-    sessions: int
-    empty: int
-
-
-def empty_rate_trend(
-    bucket: str, *, since=None, until=None, source=None, using: str = DEFAULT_DB_ALIAS
-) -> list[TrendPoint]:
-    """Sessions and empty sessions per (UTC day or week, model), in one grouped statement.
-
-    Same conventions as ``empty_session_rates`` (emptiness by EXISTS on message rows, ``since``
-    inclusive, ``until`` exclusive, exact ``source``), so summing a bucket over its models gives
-    that report's ``--by day``/``week`` row.
-    """
-    sessions = Session.objects.using(using).order_by()
-    if since is not None:
-        sessions = sessions.filter(started_at__gte=utc_bound(since))
-    if until is not None:
-        sessions = sessions.filter(started_at__lt=utc_bound(until))
-    if source is not None:
-        sessions = filter_exact(sessions, "source", source)
-    groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
-    counts = defaultdict(lambda: [0, 0])
-    for start, model, sessions_count, empty in session_and_empty_counts(groups, "bucket", "model__name"):
-        point = counts[group_key(bucket, start), model or NO_MODEL_KEY]
-        point[0] += sessions_count
-        point[1] += empty
-    return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
-
-
-def report_from_trend(points: list[TrendPoint], *, since=None, until=None, source=None):
-    """The per-model ``empty_session_rates`` report for the same filters, summed from the trend's
-    points (every session is in exactly one bucket, so the sums are that report's numbers)."""
-    filters = report_filters(since=since, until=until, source=source)
-    counts = defaultdict(lambda: [0, 0])
-    for point in points:
-        counts[point.model][0] += point.sessions
-        counts[point.model][1] += point.empty
-    return build_report("model", filters, {key: tuple(pair) for key, pair in counts.items()})
-
-
 class EmptyRatesView(View):
     """The analytics page, and its CSV and JSON downloads (``?format=csv|json``)."""
 
@@ -144,15 +96,7 @@ class EmptyRatesView(View):
     def get(self, request):
         if not self.model_admin.has_view_permission(request):
             raise PermissionDenied
-        # Every exact source ("CLI" and "cli" are two on MariaDB too, whose plain DISTINCT merges them).
-        exact_source = exact_text("source", connections[DEFAULT_DB_ALIAS])
-        sources = sorted(
-            Session.objects.order_by()
-            .annotate(exact_source=exact_source)
-            .values_list("exact_source", flat=True)
-            .distinct()
-        )
-        form = EmptyRatesForm(request.GET, sources=sources)
+        form = EmptyRatesForm(request.GET, sources=exact_values(Session.objects.all(), "source"))
         wanted = request.GET.get("format") or "html"
         report = points = None
         if form.is_valid():
@@ -197,9 +141,8 @@ class EmptyRatesView(View):
         return TemplateResponse(request, self.template_name, context)
 
     def report_context(self, request, form, report, filters, points):
-        changelist = reverse("admin:sessions_app_session_changelist")
         base_filters = _changelist_filters(filters)
-        model_ids = dict(LanguageModel.objects.filter(name__in=[r.key for r in report.rows]).values_list("name", "pk"))
+        model_ids = model_ids_by_name([row.key for row in report.rows])
 
         def drill(key, **extra):
             params = dict(base_filters, **extra)
@@ -207,7 +150,7 @@ class EmptyRatesView(View):
                 params["model__id__exact"] = model_ids[key]
             elif key is not None:
                 params["model__isnull"] = "True"
-            return f"{changelist}?{urlencode(params)}"
+            return session_changelist_url(**params)
 
         rows = [
             {
@@ -227,7 +170,7 @@ class EmptyRatesView(View):
             worst = {**worst.as_dict(), "rate": charts.percent(worst.rate), "url": drill(worst.key, empty="yes")}
         bucket = form.cleaned_data["bucket"]
         abandoned = self.abandoned_context(report, filters)
-        trend = self.trend_context(bucket, points, report, filters, base_filters, changelist)
+        trend = self.trend_context(bucket, points, report, filters, base_filters)
         query = request.GET.copy()
         query.pop("format", None)
         return {
@@ -279,21 +222,17 @@ class EmptyRatesView(View):
             and self.request.user.has_perm("agents_app.view_abandonedagenttally"),
         }
 
-    def trend_context(self, bucket, points, report, filters, base_filters, changelist):
-        totals = defaultdict(lambda: [0, 0])
-        per_model = defaultdict(dict)
-        for p in points:
-            totals[p.bucket][0] += p.sessions
-            totals[p.bucket][1] += p.empty
-            per_model[p.model][p.bucket] = (p.sessions, p.empty)
+    def trend_context(self, bucket, points, report, filters, base_filters):
+        """The trend table (a row per bucket, with drill-down links) and its chart."""
         abandoned = {key: sum(reasons.values()) for key, reasons in abandoned_agent_counts(bucket, **filters).items()}
-        for key in abandoned:
-            totals[key]  # a bucket with abandoned agents but no session still gets its row
+        sessions_per_bucket = bucket_totals(points)
+        # A bucket with abandoned agents but no session still gets its row.
+        totals = {label: sessions_per_bucket.get(label, (0, 0)) for label in sorted(sessions_per_bucket | abandoned)}
+        per_model = model_buckets(points)
         top = [r.key for r in reporting.sort_rows(report.rows, "sessions")[:TREND_MODELS]]
         span = BUCKETS[bucket]
         trend_rows = []
-        for label in sorted(totals):
-            sessions, empty = totals[label]
+        for label, (sessions, empty) in totals.items():
             agents = sessions + abandoned.get(label, 0)
             start = dt.datetime.fromisoformat(label).replace(tzinfo=dt.UTC)
             # The bucket's range, within the page's own since/until.
@@ -309,55 +248,12 @@ class EmptyRatesView(View):
                     "rate": charts.percent(empty / sessions) if sessions else "-",
                     "abandoned": abandoned.get(label, 0),
                     "abandoned_rate": charts.percent(abandoned.get(label, 0) / agents) if agents else "-",
-                    "models": [_cell(per_model[name].get(label)) for name in top],
-                    "empty_url": f"{changelist}?{urlencode({**params, 'empty': 'yes'})}",
+                    "models": [charts.rate_cell(per_model.get(name, {}).get(label)) for name in top],
+                    "empty_url": session_changelist_url(**params, empty="yes"),
                 }
             )
-        context = {"trend_rows": trend_rows, "trend_models": top, "chart": "", "legend": "", "chart_note": ""}
-        if not trend_rows:
-            return context
-        first, last = trend_rows[0]["bucket"], trend_rows[-1]["bucket"]
-        count = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)) // span + 1
-        if count > MAX_TREND_BUCKETS:
-            # A stray session decades away (a bad import) would make a chart nobody can read.
-            context["chart_note"] = (
-                f"{count} {bucket}s from {first} to {last} are too many to draw: "
-                "choose a shorter date range or a trend per week."
-            )
-            return context
-        labels = _bucket_labels(first, last, span)
-        series = [charts.Series("All models", [tuple(totals[b]) if b in totals else None for b in labels], "total")]
-        if abandoned:
-            # Agents that ended without a message, over all agents seen: where the empty rate falls
-            # to zero after the fix, this line carries the "fails before speaking" signal on.
-            series.append(
-                charts.Series(
-                    "Abandoned agents, all models",
-                    [(totals[b][0] + abandoned[b], abandoned[b]) if b in abandoned else None for b in labels],
-                    "abandoned",
-                    noun="abandoned",
-                )
-            )
-        series += [
-            charts.Series(name, [per_model[name].get(b) for b in labels], f"series-{i}") for i, name in enumerate(top)
-        ]
-        title = f"Empty-session rate per {bucket}, all models and the {len(top)} with the most sessions"
-        if abandoned:
-            title += ", and the abandoned-agent rate"
-        description = (
-            f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
-            f"Overall {charts.percent(report.total.rate)} of {report.total.sessions} sessions were empty."
-        )
-        context["chart"] = charts.line_chart(labels, series, title=title, description=description)
-        context["legend"] = charts.legend(series)
-        return context
-
-
-def _cell(point) -> str:
-    if not point or not point[0]:
-        return "-"
-    sessions, empty = point
-    return f"{charts.percent(empty / sessions)} ({empty}/{sessions})"
+        chart = charts.trend_chart(bucket, span, totals, abandoned, per_model, top, report.total)
+        return {"trend_rows": trend_rows, "trend_models": top, **chart}
 
 
 def _date_bound(text: str):
@@ -379,15 +275,6 @@ def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
         return start + span
     except OverflowError:
         return None
-
-
-def _bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
-    """Every bucket from ``first`` to ``last``, those without sessions included (gaps on the chart)."""
-    day, end, labels = dt.date.fromisoformat(first), dt.date.fromisoformat(last), []
-    while day <= end:
-        labels.append(day.isoformat())
-        day += step
-    return labels
 
 
 def _changelist_filters(filters: dict) -> dict:

@@ -2,7 +2,7 @@
 
 - ``sessions``: ``SessionAdmin`` (with the analytics page's URL), ``MessageAdmin``, the inline;
 - ``filters``: the changelist's list filters;
-- ``views``: the empty-session analytics page and its CSV/JSON downloads;
+- ``views``: the empty-session analytics page and its CSV/JSON downloads; ``forms``: its filters;
 - ``charts``: the page's server-side SVG charts;
 - ``links``: URLs of the session and message lists;
 - ``paginators``: counts that stay cheap on tables with millions of rows.

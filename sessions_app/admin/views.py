@@ -11,7 +11,6 @@ model and per bucket) feed the "ended without a message" section and the chart's
 import datetime as dt
 from urllib.parse import urlencode
 
-from django import forms
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
@@ -20,7 +19,8 @@ from django.views import View
 
 from agents_app.models import AbandonedAgentTally
 from sessions_app import reporting
-from sessions_app.admin import charts
+from sessions_app.admin.charts import percent, rate_bar, rate_cell, trend_chart
+from sessions_app.admin.forms import EmptyRatesForm
 from sessions_app.admin.links import session_changelist_url
 from sessions_app.analytics import (
     abandoned_agent_counts,
@@ -31,60 +31,14 @@ from sessions_app.analytics import (
     model_buckets,
     model_ids_by_name,
     report_from_trend,
-    utc_bound,
     with_abandoned,
 )
 from sessions_app.models import Session
 
 BUCKETS = {"day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
-FORMATS = ("html", "csv", "json")
 # The trend chart draws the total and the models with the most sessions: more lines than this
 # cannot be told apart. The per-model table below it lists every model.
 TREND_MODELS = 5
-
-
-class EmptyRatesForm(forms.Form):
-    """The page's GET filters; every field is optional."""
-
-    since = forms.CharField(
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Sessions started on or after (UTC).",
-    )
-    until = forms.CharField(
-        required=False,
-        widget=forms.DateInput(attrs={"type": "date"}),
-        help_text="Sessions started before (UTC, exclusive).",
-    )
-    source = forms.ChoiceField(required=False)
-    bucket = forms.ChoiceField(
-        required=False, choices=[("day", "day"), ("week", "week (from Monday)")], label="Trend per"
-    )
-    sort = forms.ChoiceField(
-        required=False,
-        choices=[("", "highest rate"), ("sessions", "most sessions"), ("key", "model name")],
-        label="Sort models by",
-    )
-    format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
-
-    def __init__(self, data, *, sources, **kwargs):
-        super().__init__(data, **kwargs)
-        self.fields["source"].choices = [("", "all sources"), *((source, source) for source in sources)]
-
-    def clean_since(self):
-        return _date_bound(self.cleaned_data["since"])
-
-    def clean_until(self):
-        return _date_bound(self.cleaned_data["until"])
-
-    def clean(self):
-        cleaned = super().clean()
-        since, until = cleaned.get("since"), cleaned.get("until")
-        if since and until and utc_bound(since) >= utc_bound(until):
-            self.add_error("until", "Until must be after since.")
-        cleaned["bucket"] = cleaned.get("bucket") or "day"
-        cleaned["format"] = cleaned.get("format") or "html"
-        return cleaned
 
 
 class EmptyRatesView(View):
@@ -113,20 +67,20 @@ class EmptyRatesView(View):
         if report is None:
             if wanted in ("csv", "json"):
                 return _error_response(wanted, form)
-            return self.render(request, form, None, {})
+            return self.render(request, form, None)
+        if form.cleaned_data["format"] == "html":
+            # The report's own filters: checked, and the bounds as aware UTC datetimes.
+            return self.render(request, form, report, report.filters, points)
         sort = form.cleaned_data["sort"]
+        exported = reporting.sorted_report(report, sort) if sort else report
         if form.cleaned_data["format"] == "json":
-            exported = reporting.sorted_report(report, sort) if sort else report
             return HttpResponse(reporting.report_json(exported), content_type="application/json")
-        if form.cleaned_data["format"] == "csv":
-            exported = reporting.sorted_report(report, sort) if sort else report
-            response = HttpResponse(content_type="text/csv; charset=utf-8")
-            response["Content-Disposition"] = 'attachment; filename="empty-session-rates-by-model.csv"'
-            reporting.write_csv(exported, response)
-            return response
-        return self.render(request, form, report, filters, points)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="empty-session-rates-by-model.csv"'
+        reporting.write_csv(exported, response)
+        return response
 
-    def render(self, request, form, report, filters, points=None):
+    def render(self, request, form, report, filters=None, points=None):
         opts = self.model_admin.model._meta
         context = {
             **self.model_admin.admin_site.each_context(request),
@@ -157,8 +111,8 @@ class EmptyRatesView(View):
                 "key": row.key,
                 "sessions": row.sessions,
                 "empty": row.empty,
-                "rate": charts.percent(row.rate),
-                "bar": charts.rate_bar(row.rate),
+                "rate": percent(row.rate),
+                "bar": rate_bar(row.rate),
                 "url": drill(row.key),
                 "empty_url": drill(row.key, empty="yes"),
             }
@@ -167,7 +121,7 @@ class EmptyRatesView(View):
         # The model with the most empty sessions: the first thing an operator looks for.
         worst = max(report.rows, key=lambda r: (r.empty, r.rate), default=None)
         if worst is not None:
-            worst = {**worst.as_dict(), "rate": charts.percent(worst.rate), "url": drill(worst.key, empty="yes")}
+            worst = {**worst.as_dict(), "rate": percent(worst.rate), "url": drill(worst.key, empty="yes")}
         bucket = form.cleaned_data["bucket"]
         abandoned = self.abandoned_context(report, filters)
         trend = self.trend_context(bucket, points, report, filters, base_filters)
@@ -175,7 +129,7 @@ class EmptyRatesView(View):
         query.pop("format", None)
         return {
             "rows": rows,
-            "total_rate": charts.percent(report.total.rate),
+            "total_rate": percent(report.total.rate),
             "total_url": drill(None),
             "total_empty_url": drill(None, empty="yes"),
             "worst": worst,
@@ -192,19 +146,19 @@ class EmptyRatesView(View):
         joined = with_abandoned(report, abandoned_agent_counts("model", **filters))
         tally_url = reverse("admin:agents_app_abandonedagenttally_changelist")
         params = {}
-        if filters.get("source"):
+        if filters["source"]:
             params["source"] = filters["source"]
-        if filters.get("since"):
-            params["day__gte"] = utc_bound(filters["since"]).date().isoformat()
-        if filters.get("until"):
-            params["day__lt"] = utc_bound(filters["until"]).date().isoformat()
+        if filters["since"]:
+            params["day__gte"] = filters["since"].date().isoformat()
+        if filters["until"]:
+            params["day__lt"] = filters["until"].date().isoformat()
         rows = [
             {
                 "key": row.key,
                 "agents": row.agents,
                 "abandoned": row.abandoned,
-                "rate": charts.percent(row.rate),
-                "bar": charts.rate_bar(row.rate),
+                "rate": percent(row.rate),
+                "bar": rate_bar(row.rate),
                 "reasons": ", ".join(
                     f"{reason} {count}" for reason, count in sorted(row.reasons.items(), key=lambda i: (-i[1], i[0]))
                 ),
@@ -215,8 +169,8 @@ class EmptyRatesView(View):
         return {
             "abandoned_rows": rows,
             "abandoned_total": joined.total,
-            "abandoned_rate": charts.percent(joined.total.rate),
-            "silent_rate": charts.percent(joined.total.silent_rate),
+            "abandoned_rate": percent(joined.total.rate),
+            "silent_rate": percent(joined.total.silent_rate),
             "tally_url": f"{tally_url}?{urlencode(params)}" if params else tally_url,
             "can_view_tally": self.model_admin.admin_site.is_registered(AbandonedAgentTally)
             and self.request.user.has_perm("agents_app.view_abandonedagenttally"),
@@ -236,37 +190,23 @@ class EmptyRatesView(View):
             agents = sessions + abandoned.get(label, 0)
             start = dt.datetime.fromisoformat(label).replace(tzinfo=dt.UTC)
             # The bucket's range, within the page's own since/until.
-            bounds = [utc_bound(filters["until"]) if filters["until"] else None, _bucket_end(start, span)]
-            lower = max(start, utc_bound(filters["since"])) if filters["since"] else start
-            upper = min((bound for bound in bounds if bound), default=None)
+            lower = max(start, filters["since"]) if filters["since"] else start
+            upper = min((bound for bound in (filters["until"], _bucket_end(start, span)) if bound), default=None)
             params = {**base_filters, **_changelist_range(lower, upper)}
             trend_rows.append(
                 {
                     "bucket": label,
                     "sessions": sessions,
                     "empty": empty,
-                    "rate": charts.percent(empty / sessions) if sessions else "-",
+                    "rate": percent(empty / sessions) if sessions else "-",
                     "abandoned": abandoned.get(label, 0),
-                    "abandoned_rate": charts.percent(abandoned.get(label, 0) / agents) if agents else "-",
-                    "models": [charts.rate_cell(per_model.get(name, {}).get(label)) for name in top],
+                    "abandoned_rate": percent(abandoned.get(label, 0) / agents) if agents else "-",
+                    "models": [rate_cell(per_model.get(name, {}).get(label)) for name in top],
                     "empty_url": session_changelist_url(**params, empty="yes"),
                 }
             )
-        chart = charts.trend_chart(bucket, span, totals, abandoned, per_model, top, report.total)
+        chart = trend_chart(bucket, span, totals, abandoned, per_model, top, report.total)
         return {"trend_rows": trend_rows, "trend_models": top, **chart}
-
-
-def _date_bound(text: str):
-    if not text:
-        return None
-    try:
-        value = reporting.parse_date_bound(text)
-        utc_bound(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
-    except ValidationError as exc:
-        raise ValidationError(exc.messages) from None  # one field's errors, not a dict
-    return value
 
 
 def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
@@ -278,20 +218,20 @@ def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
 
 
 def _changelist_filters(filters: dict) -> dict:
-    """The session changelist's own query parameters for the page's filters."""
-    params = _changelist_range(filters.get("since"), filters.get("until"))
-    if filters.get("source"):
+    """The session changelist's own query parameters for the report's filters."""
+    params = _changelist_range(filters["since"], filters["until"])
+    if filters["source"]:
         params["source"] = filters["source"]
     return params
 
 
-def _changelist_range(since, until) -> dict:
-    """``started_at__gte``/``__lt``: the session changelist's DateFieldListFilter parameters."""
+def _changelist_range(since: dt.datetime | None, until: dt.datetime | None) -> dict:
+    """``started_at__gte``/``__lt`` (UTC bounds): the session changelist's DateFieldListFilter parameters."""
     params = {}
     if since is not None:
-        params["started_at__gte"] = utc_bound(since).isoformat(sep=" ")
+        params["started_at__gte"] = since.isoformat(sep=" ")
     if until is not None:
-        params["started_at__lt"] = utc_bound(until).isoformat(sep=" ")
+        params["started_at__lt"] = until.isoformat(sep=" ")
     return params
 
 

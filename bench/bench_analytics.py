@@ -154,7 +154,7 @@ def print_report(by: str, medians: dict) -> dict:
 
 def try_fixes(connection, raw, queries, repeat: int, reports) -> None:
     """Time alternatives next to the current code, on the same data."""
-    from sessions_app import analytics
+    from sessions_app.analytics import rates as analytics
 
     print("alternatives (measured ad hoc; the code and schema are left as they are):")
     shapes = analytics._UNION_VENDORS

@@ -1,7 +1,7 @@
 """Rendering of empty-session reports as JSON, CSV and text tables, shared by the command and the admin.
 
 Every renderer takes an ``analytics.EmptySessionReport`` (or, for the abandoned-agent columns, an
-``agents_app.analytics.AbandonedAgentReport``) and shows the same numbers; none queries.
+``analytics.AbandonedAgentReport``) and shows the same numbers; none queries.
 """
 
 import csv

@@ -2,8 +2,8 @@
 
 import datetime as dt
 
-from agents_app.analytics import abandoned_agent_rates
 from agents_app.services import record_abandoned_agent
+from sessions_app.analytics import abandoned_agent_rates
 from sessions_app.models import Session
 from sessions_app.pruning import prune_empty_sessions
 

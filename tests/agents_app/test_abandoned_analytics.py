@@ -15,10 +15,9 @@ from django.contrib.auth.models import Permission
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from agents_app.analytics import abandoned_agent_counts, abandoned_agent_rates
 from agents_app.models import AbandonedAgentTally
 from agents_app.services import record_abandoned_agent
-from sessions_app.analytics import empty_session_rates
+from sessions_app.analytics import abandoned_agent_counts, abandoned_agent_rates, empty_session_rates
 from sessions_app.pruning import prune_abandoned_tally
 from sessions_app.services import append_messages
 

@@ -21,8 +21,7 @@ from django.urls import reverse
 
 from agents_app.agent import Agent
 from agents_app.models import LanguageModel
-from sessions_app import paginators
-from sessions_app.admin import INLINE_MESSAGES
+from sessions_app.admin import INLINE_MESSAGES, paginators
 from sessions_app.analytics import empty_session_rates
 from sessions_app.models import Message, Session
 from sessions_app.pruning import EmptyDeletion, delete_empty_sessions

@@ -4,9 +4,8 @@ import io
 
 from django.core.management.base import CommandError
 
-from agents_app.analytics import abandoned_agent_rates
 from sessions_app import reporting
-from sessions_app.analytics import GROUPINGS, empty_session_rates
+from sessions_app.analytics import GROUPINGS, abandoned_agent_rates, empty_session_rates
 from sessions_app.management.base import HermesCommand, parse_date, parse_rate
 
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).

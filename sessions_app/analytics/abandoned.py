@@ -7,7 +7,7 @@ period, so the signal reads the same before and after the fix:
 
 - ``abandoned``: agents counted in the tally (ended without a message, after the fix);
 - ``sessions`` and ``empty``: sessions started, and those without a message row (legacy waste,
-  the same numbers as ``sessions_app.analytics.empty_session_rates``);
+  the same numbers as ``empty_session_rates``);
 - ``rate`` = abandoned / (abandoned + sessions): the share of agents that never spoke and left
   no session;
 - ``silent_rate`` = (empty + abandoned) / (sessions + abandoned): agents that never spoke, whether
@@ -29,13 +29,8 @@ from django.db.models import F, Sum
 
 from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text, filter_exact
-from sessions_app.analytics import (
-    TOTAL_KEY,
-    EmptySessionReport,
-    check_grouping,
-    empty_session_rates,
-    report_filters,
-)
+from sessions_app.analytics.filters import check_grouping, report_filters
+from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,22 @@
-"""Admin for sessions and messages, built to stay fast on tables with millions of rows.
+"""Session and message admins, built to stay fast on tables with millions of rows.
 
 Every default ordering and filter is backed by an index (see the models' ``Meta.indexes``),
 changelists never count the whole table (``show_full_result_count = False`` and, on PostgreSQL,
 the planner's estimate for unfiltered lists), and no column runs a query per row.
 """
 
-from urllib.parse import quote, urlencode
-
 from django.contrib import admin, messages
-from django.contrib.admin.utils import quote as admin_quote
-from django.db import connections
 from django.forms.models import BaseInlineFormSet
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from hermes_site.db import exact_text, filter_exact
-from sessions_app import admin_views
+from sessions_app.admin.filters import EmptyFilter, EndReasonFilter, SourceFilter
+from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
+from sessions_app.admin.paginators import EstimatedCountPaginator
+from sessions_app.admin.views import EmptyRatesView
 from sessions_app.models import Message, Session
-from sessions_app.paginators import EstimatedCountPaginator
 from sessions_app.pruning import delete_empty_sessions
-
-# The admin index shows a link to the analytics page above the app list.
-admin.site.index_template = "admin/sessions_app/index.html"
 
 # Messages shown inline on a session's page; the rest are one click away in the message list.
 INLINE_MESSAGES = 50
@@ -30,69 +24,6 @@ INLINE_MESSAGES = 50
 MODEL_CHARS = 32
 # Child sessions linked on a session's page.
 LINKED_CHILDREN = 20
-
-
-def message_changelist_url(session_id: str) -> str:
-    """The message list of one session, in order."""
-    return reverse("admin:sessions_app_message_changelist") + "?session__exact=" + quote(session_id, safe="")
-
-
-def session_change_url(session_id: str) -> str:
-    """The change page of a session. The admin escapes "_XX" sequences in primary keys, which our
-    ids (``20261130_2215...``) contain, so the id is quoted the way the admin's own links are."""
-    return reverse("admin:sessions_app_session_change", args=[admin_quote(session_id)])
-
-
-def session_changelist_url(**params) -> str:
-    """The session list with the given changelist filters (e.g. ``model__id__exact=3, empty="yes"``)."""
-    return reverse("admin:sessions_app_session_changelist") + ("?" + urlencode(params) if params else "")
-
-
-class EmptyFilter(admin.SimpleListFilter):
-    """Empty = no message row (an EXISTS on the indexed message table), not the counter."""
-
-    title = "messages"
-    parameter_name = "empty"
-
-    def lookups(self, request, model_admin):
-        return [("yes", "Empty (no messages)"), ("no", "With messages")]
-
-    def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.empty()
-        if self.value() == "no":
-            return queryset.non_empty()
-        return queryset
-
-
-class ExactValueFilter(admin.SimpleListFilter):
-    """One choice per distinct value of a text column, matched byte for byte on every backend.
-
-    Django's own filter for a CharField lists and matches values case-insensitively on MariaDB,
-    whose default collation folds "CLI" into "cli"; the reports count them apart.
-    """
-
-    field_name = ""
-
-    def lookups(self, request, model_admin):
-        queryset = model_admin.model._default_manager.order_by()
-        values = exact_text(self.field_name, connections[queryset.db])
-        choices = queryset.annotate(value=values).values_list("value", flat=True).distinct()
-        return [(value, value) for value in sorted(choice for choice in choices if choice is not None)]
-
-    def queryset(self, request, queryset):
-        if self.value() is None:
-            return queryset
-        return filter_exact(queryset, self.field_name, self.value())
-
-
-class SourceFilter(ExactValueFilter):
-    title = parameter_name = field_name = "source"
-
-
-class EndReasonFilter(ExactValueFilter):
-    title = "end reason"
-    parameter_name = field_name = "end_reason"
 
 
 class CappedMessageFormSet(BaseInlineFormSet):
@@ -223,7 +154,7 @@ class SessionAdmin(admin.ModelAdmin):
         return [*self.readonly_fields, "id"] if obj else self.readonly_fields
 
     def get_urls(self):
-        view = self.admin_site.admin_view(admin_views.EmptyRatesView.as_view(model_admin=self))
+        view = self.admin_site.admin_view(EmptyRatesView.as_view(model_admin=self))
         return [
             path("empty-rates/", view, name="sessions_app_session_empty_rates"),
             *super().get_urls(),

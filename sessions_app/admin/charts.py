@@ -1,10 +1,13 @@
 """Server-side SVG charts for the admin: no JavaScript, no external requests.
 
+``trend_chart`` lays the analytics page's trend out as lines; ``line_chart`` draws any such lines.
+
 Shapes carry CSS classes, not colours: ``static/sessions_app/empty_rates.css`` colours them with
 the admin's CSS variables, so the charts follow the admin's light and dark themes. Every text
 that comes from data (model names, dates) goes through ``format_html``/``escape``.
 """
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.utils.html import format_html, format_html_join
@@ -18,6 +21,8 @@ Y_TOPS = (0.01, 0.02, 0.04, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)  # quarters of these a
 X_TICKS = 8
 LEGEND_CHARS = 48
 MODEL_MARKERS = 31  # model lines get hoverable markers up to this many buckets (the total always)
+# More buckets than this (about three years of days) are listed in the table but not drawn.
+MAX_TREND_BUCKETS = 1100
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,61 @@ def rate_bar(rate: float) -> SafeString:
         '<rect class="rate-bar-fill" x="0" y="0" width="{}" height="10"></rect></svg>',
         width,
     )
+
+
+def rate_cell(point: tuple[int, int] | None) -> str:
+    """A (sessions, empty) pair as "rate (empty/sessions)", or "-" without sessions."""
+    if not point or not point[0]:
+        return "-"
+    sessions, empty = point
+    return f"{percent(empty / sessions)} ({empty}/{sessions})"
+
+
+def trend_chart(bucket: str, span: dt.timedelta, totals, abandoned, per_model, top, overall) -> dict:
+    """The trend's chart, legend and note (``chart``, ``legend``, ``chart_note``) for the page.
+
+    ``totals`` is ``{bucket: (sessions, empty)}`` (every bucket of the table, in order),
+    ``abandoned`` ``{bucket: agents}``, ``per_model`` ``{model: {bucket: (sessions, empty)}}``,
+    ``top`` the models to draw, ``overall`` the report's total row.
+    """
+    context = {"chart": "", "legend": "", "chart_note": ""}
+    if not totals:
+        return context
+    first, last = min(totals), max(totals)
+    count = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)) // span + 1
+    if count > MAX_TREND_BUCKETS:
+        # A stray session decades away (a bad import) would make a chart nobody can read.
+        context["chart_note"] = (
+            f"{count} {bucket}s from {first} to {last} are too many to draw: "
+            "choose a shorter date range or a trend per week."
+        )
+        return context
+    labels = _bucket_labels(first, last, span)
+    series = [Series("All models", [totals.get(b) for b in labels], "total")]
+    if abandoned:
+        # Agents that ended without a message, over all agents seen: where the empty rate falls
+        # to zero after the fix, this line carries the "fails before speaking" signal on.
+        series.append(
+            Series(
+                "Abandoned agents, all models",
+                [(totals[b][0] + abandoned[b], abandoned[b]) if b in abandoned else None for b in labels],
+                "abandoned",
+                noun="abandoned",
+            )
+        )
+    series += [
+        Series(name, [per_model.get(name, {}).get(b) for b in labels], f"series-{i}") for i, name in enumerate(top)
+    ]
+    title = f"Empty-session rate per {bucket}, all models and the {len(top)} with the most sessions"
+    if abandoned:
+        title += ", and the abandoned-agent rate"
+    description = (
+        f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
+        f"Overall {percent(overall.rate)} of {overall.sessions} sessions were empty."
+    )
+    context["chart"] = line_chart(labels, series, title=title, description=description)
+    context["legend"] = legend(series)
+    return context
 
 
 def line_chart(labels: list[str], series: list[Series], *, title: str, description: str) -> SafeString:
@@ -166,3 +226,12 @@ def _markers(s: Series, labels: list[str], x, y) -> str:
         for i, point in enumerate(s.points)
         if point and point[0]
     )
+
+
+def _bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
+    """Every bucket from ``first`` to ``last``, those without sessions included (gaps on the chart)."""
+    day, end, labels = dt.date.fromisoformat(first), dt.date.fromisoformat(last), []
+    while day <= end:
+        labels.append(day.isoformat())
+        day += step
+    return labels

@@ -1,32 +1,20 @@
-"""Empty-session analytics: how many sessions never got a message, per model, source or period.
+"""Empty-session rates: sessions and empty sessions per model, source or period, in one query.
 
-Read-only selectors that return plain data (dataclasses), shared by the ``empty_sessions``
-command and the admin page. Each report is one aggregate query, whatever the number of sessions.
-
-Conventions (documented in the README):
-- "Empty" means no message row (an EXISTS on the indexed messages), never the stored counter.
-- ``since`` is inclusive and ``until`` exclusive, both on ``Session.started_at``. A ``date`` means
-  midnight UTC of that day; a ``datetime`` must be aware (a naive one is refused: it would be read
-  in whatever time zone the server happens to use).
-- Time buckets are UTC and keyed by the ISO date of their first day: ``day`` and ``week``
-  ``"2026-01-05"`` (weeks start on Monday, as ISO weeks do), ``month`` ``"2026-01"``.
-- Sessions without a model are grouped under the key ``NO_MODEL_KEY`` (``"(none)"``).
-- Rows are ordered by key, by code point (date keys therefore chronologically), the same on
-  every backend; callers re-sort for display.
+The conventions (UTC buckets keyed by their first day, ``NO_MODEL_KEY``, rows by key) are those
+of the package docstring (``sessions_app.analytics``).
 """
 
 import datetime as dt
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, Count, DateTimeField, Exists, Func, Min, OuterRef, Value
 from django.db.models.functions import Trunc
 
-from hermes_site.db import exact_text, filter_exact
+from hermes_site.db import exact_text
+from sessions_app.analytics.filters import check_grouping, report_filters
 from sessions_app.models import Message, Session
 
-GROUPINGS = ("model", "source", "day", "week", "month")
 NO_MODEL_KEY = "(none)"
 TOTAL_KEY = "TOTAL"
 _UNION_VENDORS = {"postgresql"}
@@ -121,20 +109,8 @@ def empty_session_rates(
     """
     check_grouping(by)
     filters = report_filters(since=since, until=until, model=model, source=source)
-    since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
-
     connection = connections[using]
-    sessions = Session.objects.using(using).order_by()
-    if since is not None:
-        sessions = sessions.filter(started_at__gte=since)
-    if until is not None:
-        sessions = sessions.filter(started_at__lt=until)
-    if model is not None:
-        sessions = sessions.filter(model__name=model)  # a binary-collated KeyField on MySQL/MariaDB
-    if source is not None:
-        # The plain comparison can use the (source, started_at) index; on MySQL/MariaDB it is
-        # case-insensitive, so the binary-collated comparison then keeps only the exact matches.
-        sessions = filter_exact(sessions, "source", source)
+    sessions = Session.objects.using(using).order_by().matching(**filters)
 
     if by == "model":
         # Grouping by model_id follows the (model, started_at, id) index order, so no sort is
@@ -148,31 +124,6 @@ def empty_session_rates(
         before = counts.get(key, (0, 0))
         counts[key] = (before[0] + sessions_count, before[1] + empty)
     return build_report(by, filters, counts)
-
-
-def check_grouping(by) -> None:
-    """``ValidationError`` unless ``by`` is one of ``GROUPINGS``."""
-    if by not in GROUPINGS:
-        raise ValidationError(
-            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
-        )
-
-
-def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
-    """The filters of ``empty_session_rates``, checked and normalised as it does (bounds in UTC);
-    ``ValidationError`` for a bad bound, ``since >= until`` or an empty or non-text name."""
-    since = utc_bound(since, "since")
-    until = utc_bound(until, "until")
-    if since is not None and until is not None and since >= until:
-        raise ValidationError(
-            {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
-        )
-    return {
-        "since": since,
-        "until": until,
-        "model": exact_name(model, "model"),
-        "source": exact_name(source, "source"),
-    }
 
 
 def build_report(by: str, filters: dict, counts: dict) -> EmptySessionReport:
@@ -218,37 +169,3 @@ def group_key(by: str, group) -> str:
     if by == "source" or isinstance(group, str):  # SQLitePeriodKey gives the key itself
         return group
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])
-
-
-def utc_bound(value, name: str = "bound") -> dt.datetime | None:
-    """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None.
-
-    ``ValidationError`` (keyed by ``name``) for a naive datetime, another type, or a moment that
-    falls outside the datetimes Python has once converted to UTC."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValidationError(
-                {name: f"{value.isoformat()} is a naive datetime; give an aware one (e.g. UTC) or a date."},
-                code="invalid",
-            )
-        try:
-            return value.astimezone(dt.UTC)
-        except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime there is
-            raise ValidationError({name: f"{value.isoformat()} is out of range in UTC."}, code="invalid") from None
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
-
-
-def exact_name(value, name: str) -> str | None:
-    """A model or source name to match exactly, checked: None (no filter) or non-empty text;
-    ``ValidationError`` keyed by ``name`` otherwise."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValidationError({name: f"must be a string, got {type(value).__name__}."}, code="invalid")
-    if not value:
-        raise ValidationError({name: "must not be empty; leave it out to include every value."}, code="required")
-    return value

@@ -1,0 +1,51 @@
+"""List filters of the session changelist: emptiness, and exact source and end reason."""
+
+from django.contrib import admin
+
+from hermes_site.db import filter_exact
+from sessions_app.analytics import exact_values
+
+
+class EmptyFilter(admin.SimpleListFilter):
+    """Empty = no message row, as ``Session.objects.empty()`` decides it, not the counter."""
+
+    title = "messages"
+    parameter_name = "empty"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Empty (no messages)"), ("no", "With messages")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.empty()
+        if self.value() == "no":
+            return queryset.non_empty()
+        return queryset
+
+
+class ExactValueFilter(admin.SimpleListFilter):
+    """One choice per distinct value of a text column, matched byte for byte on every backend.
+
+    Django's own filter for a CharField lists and matches values case-insensitively on MariaDB,
+    whose default collation folds "CLI" into "cli"; the reports count them apart.
+    """
+
+    field_name = ""
+
+    def lookups(self, request, model_admin):
+        values = exact_values(model_admin.model._default_manager.all(), self.field_name)
+        return [(value, value) for value in values]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return filter_exact(queryset, self.field_name, self.value())
+
+
+class SourceFilter(ExactValueFilter):
+    title = parameter_name = field_name = "source"
+
+
+class EndReasonFilter(ExactValueFilter):
+    title = "end reason"
+    parameter_name = field_name = "end_reason"

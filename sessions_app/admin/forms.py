@@ -1,0 +1,66 @@
+"""The analytics page's filter form: GET parameters checked as the reports check them."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from sessions_app import reporting
+from sessions_app.analytics import utc_bound
+
+FORMATS = ("html", "csv", "json")
+
+
+class EmptyRatesForm(forms.Form):
+    """The page's GET filters; every field is optional."""
+
+    since = forms.CharField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Sessions started on or after (UTC).",
+    )
+    until = forms.CharField(
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text="Sessions started before (UTC, exclusive).",
+    )
+    source = forms.ChoiceField(required=False)
+    bucket = forms.ChoiceField(
+        required=False, choices=[("day", "day"), ("week", "week (from Monday)")], label="Trend per"
+    )
+    sort = forms.ChoiceField(
+        required=False,
+        choices=[("", "highest rate"), ("sessions", "most sessions"), ("key", "model name")],
+        label="Sort models by",
+    )
+    format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
+
+    def __init__(self, data, *, sources, **kwargs):
+        super().__init__(data, **kwargs)
+        self.fields["source"].choices = [("", "all sources"), *((source, source) for source in sources)]
+
+    def clean_since(self):
+        return _date_bound(self.cleaned_data["since"])
+
+    def clean_until(self):
+        return _date_bound(self.cleaned_data["until"])
+
+    def clean(self):
+        cleaned = super().clean()
+        since, until = cleaned.get("since"), cleaned.get("until")
+        if since and until and utc_bound(since) >= utc_bound(until):
+            self.add_error("until", "Until must be after since.")
+        cleaned["bucket"] = cleaned.get("bucket") or "day"
+        cleaned["format"] = cleaned.get("format") or "html"
+        return cleaned
+
+
+def _date_bound(text: str):
+    if not text:
+        return None
+    try:
+        value = reporting.parse_date_bound(text)
+        utc_bound(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+    except ValidationError as exc:
+        raise ValidationError(exc.messages) from None  # one field's errors, not a dict
+    return value

@@ -1,0 +1,91 @@
+"""Empty-session analytics: how many sessions never got a message, per model, source or period.
+
+Read-only selectors that return plain data (dataclasses and dicts), shared by the
+``empty_sessions`` command, the admin pages and the CSV/JSON exports. Each report is one
+aggregate query, whatever the number of sessions.
+
+- ``filters``: the groupings and filters, checked once and applied to sessions once;
+- ``rates``: ``empty_session_rates`` and its report dataclasses;
+- ``trend``: the per-(bucket, model) trend of the analytics page;
+- ``abandoned``: agents that ended without a message (the abandoned-agent tally) beside them;
+- ``language_models``: the per-``LanguageModel`` counts of the model list.
+
+Conventions (documented in the README):
+- "Empty" means no message row (an EXISTS on the indexed messages), never the stored counter.
+- ``since`` is inclusive and ``until`` exclusive, both on ``Session.started_at``. A ``date`` means
+  midnight UTC of that day; a ``datetime`` must be aware (a naive one is refused: it would be read
+  in whatever time zone the server happens to use).
+- Time buckets are UTC and keyed by the ISO date of their first day: ``day`` and ``week``
+  ``"2026-01-05"`` (weeks start on Monday, as ISO weeks do), ``month`` ``"2026-01"``.
+- Sessions without a model are grouped under the key ``NO_MODEL_KEY`` (``"(none)"``).
+- Rows are ordered by key, by code point (date keys therefore chronologically), the same on
+  every backend; callers re-sort for display.
+"""
+
+from sessions_app.analytics.abandoned import (
+    AbandonedAgentReport,
+    AbandonedRow,
+    abandoned_agent_counts,
+    abandoned_agent_rates,
+    with_abandoned,
+)
+from sessions_app.analytics.filters import (
+    GROUPINGS,
+    check_grouping,
+    exact_name,
+    exact_values,
+    report_filters,
+    utc_bound,
+)
+from sessions_app.analytics.language_models import model_ids_by_name, session_counts_by_model, with_session_counts
+from sessions_app.analytics.rates import (
+    NO_MODEL_KEY,
+    TOTAL_KEY,
+    EmptySessionReport,
+    RateRow,
+    SQLitePeriodKey,
+    build_report,
+    empty_session_rates,
+    group_expression,
+    group_key,
+    session_and_empty_counts,
+)
+from sessions_app.analytics.trend import (
+    TrendPoint,
+    bucket_totals,
+    empty_rate_trend,
+    model_buckets,
+    report_from_trend,
+)
+
+__all__ = [
+    "GROUPINGS",
+    "NO_MODEL_KEY",
+    "TOTAL_KEY",
+    "AbandonedAgentReport",
+    "AbandonedRow",
+    "EmptySessionReport",
+    "RateRow",
+    "SQLitePeriodKey",
+    "TrendPoint",
+    "abandoned_agent_counts",
+    "abandoned_agent_rates",
+    "bucket_totals",
+    "build_report",
+    "check_grouping",
+    "empty_rate_trend",
+    "empty_session_rates",
+    "exact_name",
+    "exact_values",
+    "group_expression",
+    "group_key",
+    "model_buckets",
+    "model_ids_by_name",
+    "report_filters",
+    "report_from_trend",
+    "session_and_empty_counts",
+    "session_counts_by_model",
+    "utc_bound",
+    "with_abandoned",
+    "with_session_counts",
+]

@@ -1,0 +1,83 @@
+"""The reports' groupings and filters, checked and normalised once.
+
+Every session report (rates, trend, per-LanguageModel counts) then narrows its sessions with
+``Session.objects.matching(**filters)``, so ``since``/``until``/``model``/``source`` mean the same
+thing in every report, in prune and in the admin.
+"""
+
+import datetime as dt
+
+from django.core.exceptions import ValidationError
+from django.db import connections
+
+from hermes_site.db import exact_text
+
+GROUPINGS = ("model", "source", "day", "week", "month")
+
+
+def check_grouping(by) -> None:
+    """``ValidationError`` unless ``by`` is one of ``GROUPINGS``."""
+    if by not in GROUPINGS:
+        raise ValidationError(
+            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
+        )
+
+
+def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
+    """The filters of ``empty_session_rates``, checked and normalised as it does (bounds in UTC);
+    ``ValidationError`` for a bad bound, ``since >= until`` or an empty or non-text name."""
+    since = utc_bound(since, "since")
+    until = utc_bound(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise ValidationError(
+            {"until": f"until ({until.isoformat()}) must be after since ({since.isoformat()})."}, code="invalid"
+        )
+    return {
+        "since": since,
+        "until": until,
+        "model": exact_name(model, "model"),
+        "source": exact_name(source, "source"),
+    }
+
+
+def exact_values(queryset, field_name: str) -> list[str]:
+    """Every distinct value of a text column, sorted, byte for byte on every backend ("CLI" and
+    "cli" are two on MariaDB too, whose plain DISTINCT merges them); NULL is left out."""
+    queryset = queryset.order_by()
+    values = exact_text(field_name, connections[queryset.db])
+    choices = queryset.annotate(value=values).values_list("value", flat=True).distinct()
+    return sorted(choice for choice in choices if choice is not None)
+
+
+def utc_bound(value, name: str = "bound") -> dt.datetime | None:
+    """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None.
+
+    ``ValidationError`` (keyed by ``name``) for a naive datetime, another type, or a moment that
+    falls outside the datetimes Python has once converted to UTC."""
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValidationError(
+                {name: f"{value.isoformat()} is a naive datetime; give an aware one (e.g. UTC) or a date."},
+                code="invalid",
+            )
+        try:
+            return value.astimezone(dt.UTC)
+        except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime there is
+            raise ValidationError({name: f"{value.isoformat()} is out of range in UTC."}, code="invalid") from None
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+
+
+def exact_name(value, name: str) -> str | None:
+    """A model or source name to match exactly, checked: None (no filter) or non-empty text;
+    ``ValidationError`` keyed by ``name`` otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string, got {type(value).__name__}."}, code="invalid")
+    if not value:
+        raise ValidationError({name: "must not be empty; leave it out to include every value."}, code="required")
+    return value

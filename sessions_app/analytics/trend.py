@@ -1,0 +1,85 @@
+"""The empty-session trend: sessions and empty sessions per (UTC day or week, model), one query.
+
+The analytics page reads the sessions once: this trend feeds its chart, and its sums per model
+are its per-model table (``report_from_trend``), the same numbers as ``empty_session_rates``.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from sessions_app.analytics.filters import report_filters
+from sessions_app.analytics.rates import (
+    NO_MODEL_KEY,
+    EmptySessionReport,
+    build_report,
+    group_expression,
+    group_key,
+    session_and_empty_counts,
+)
+from sessions_app.models import Session
+
+TREND_BUCKETS = ("day", "week")
+
+
+@dataclass(frozen=True, order=True)
+class TrendPoint:
+    bucket: str  # ISO date of the bucket's first day (UTC), as in empty_session_rates
+    model: str  # model name, or NO_MODEL_KEY
+    sessions: int
+    empty: int
+
+
+def empty_rate_trend(
+    bucket: str, *, since=None, until=None, source=None, using: str = DEFAULT_DB_ALIAS
+) -> list[TrendPoint]:
+    """Sessions and empty sessions per (UTC day or week, model), in one grouped statement.
+
+    Same conventions as ``empty_session_rates`` (emptiness as ``Session.objects.empty()`` decides
+    it, ``since`` inclusive, ``until`` exclusive, exact ``source``), so summing a bucket over its
+    models gives that report's ``--by day``/``week`` row. ``ValidationError`` as that report's.
+    """
+    if bucket not in TREND_BUCKETS:
+        raise ValidationError(
+            {"bucket": f"unknown trend bucket {bucket!r}; choose one of {', '.join(TREND_BUCKETS)}."},
+            code="invalid_choice",
+        )
+    filters = report_filters(since=since, until=until, source=source)
+    sessions = Session.objects.using(using).order_by().matching(**filters)
+    groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
+    counts = defaultdict(lambda: [0, 0])
+    for start, model, sessions_count, empty in session_and_empty_counts(groups, "bucket", "model__name"):
+        point = counts[group_key(bucket, start), model or NO_MODEL_KEY]
+        point[0] += sessions_count
+        point[1] += empty
+    return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
+
+
+def report_from_trend(points: list[TrendPoint], *, since=None, until=None, source=None) -> EmptySessionReport:
+    """The per-model ``empty_session_rates`` report for the same filters, summed from the trend's
+    points (every session is in exactly one bucket, so the sums are that report's numbers)."""
+    filters = report_filters(since=since, until=until, source=source)
+    counts = defaultdict(lambda: [0, 0])
+    for point in points:
+        counts[point.model][0] += point.sessions
+        counts[point.model][1] += point.empty
+    return build_report("model", filters, {key: tuple(pair) for key, pair in counts.items()})
+
+
+def bucket_totals(points: list[TrendPoint]) -> dict[str, tuple[int, int]]:
+    """``{bucket: (sessions, empty)}`` over every model, the buckets in order."""
+    totals = defaultdict(lambda: [0, 0])
+    for point in points:
+        totals[point.bucket][0] += point.sessions
+        totals[point.bucket][1] += point.empty
+    return {bucket: tuple(totals[bucket]) for bucket in sorted(totals)}
+
+
+def model_buckets(points: list[TrendPoint]) -> dict[str, dict[str, tuple[int, int]]]:
+    """``{model: {bucket: (sessions, empty)}}``: each model's line of the trend."""
+    per_model = defaultdict(dict)
+    for point in points:
+        per_model[point.model][point.bucket] = (point.sessions, point.empty)
+    return dict(per_model)

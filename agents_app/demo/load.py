@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from agents_app import registry
@@ -35,6 +35,7 @@ from agents_app.demo.plan import (
 )
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
+from sessions_app.analytics import empty_condition
 from sessions_app.models import Message, Session
 from sessions_app.validation import tool_call_total
 
@@ -144,7 +145,7 @@ def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEF
 
 def model_split(*, since: dt.datetime, cutover: dt.datetime, using: str = DEFAULT_DB_ALIAS) -> list[ModelSplit]:
     """Sessions and empty sessions per model before and after ``cutover`` (one aggregate query)."""
-    empty = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    empty = empty_condition()
     before, after = Q(started_at__lt=cutover), Q(started_at__gte=cutover)
     rows = (
         Session.objects.using(using)

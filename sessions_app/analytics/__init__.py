@@ -32,6 +32,7 @@ from sessions_app.analytics.abandoned import (
 from sessions_app.analytics.filters import (
     GROUPINGS,
     check_grouping,
+    empty_condition,
     exact_name,
     exact_values,
     report_filters,
@@ -73,6 +74,7 @@ __all__ = [
     "bucket_totals",
     "build_report",
     "check_grouping",
+    "empty_condition",
     "empty_rate_trend",
     "empty_session_rates",
     "exact_name",

@@ -9,8 +9,10 @@ import datetime as dt
 
 from django.core.exceptions import ValidationError
 from django.db import connections
+from django.db.models import Exists, OuterRef, Q
 
 from hermes_site.db import exact_text
+from sessions_app.models import Message
 
 GROUPINGS = ("model", "source", "day", "week", "month")
 
@@ -81,3 +83,9 @@ def exact_name(value, name: str) -> str | None:
     if not value:
         raise ValidationError({name: "must not be empty; leave it out to include every value."}, code="required")
     return value
+
+
+def empty_condition() -> Q:
+    """ "This session has no message row", as a condition for aggregates (``Count(filter=...)``) and
+    filters: the one definition of emptiness the reports share with ``Session.objects.empty()``."""
+    return ~Q(Exists(Message.objects.filter(session_id=OuterRef("pk"))))

@@ -8,12 +8,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import CharField, Count, DateTimeField, Exists, Func, Min, OuterRef, Value
+from django.db.models import CharField, Count, DateTimeField, Func, Min, Value
 from django.db.models.functions import Trunc
 
 from hermes_site.db import exact_text
-from sessions_app.analytics.filters import check_grouping, report_filters
-from sessions_app.models import Message, Session
+from sessions_app.analytics.filters import check_grouping, empty_condition, report_filters
+from sessions_app.models import Session
 
 NO_MODEL_KEY = "(none)"
 TOTAL_KEY = "TOTAL"
@@ -139,7 +139,7 @@ def session_and_empty_counts(groups, *columns: str):
     statement. On PostgreSQL a group may come in two rows (add them up): the totals UNION ALL the
     empty sessions counted apart, which PostgreSQL runs as an anti-join (parallel, merge or hash)
     instead of a subplan per session."""
-    no_message = ~Exists(Message.objects.filter(session_id=OuterRef("pk")))
+    no_message = empty_condition()
     if connections[groups.db].vendor in _UNION_VENDORS:
         totals = groups.annotate(sessions=Count("pk"), empty=Value(0))
         empties = groups.filter(no_message).annotate(sessions=Value(0), empty=Count("pk"))

@@ -9,6 +9,8 @@ Environment:
     HERMES_TRACK_ABANDONED_AGENTS          count agents that end without a message (default on)
     HERMES_ABANDONED_TALLY_RETENTION_DAYS  days of that tally kept by prune_empty_sessions (400)
     HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
+    HERMES_METRICS_TOKEN       bearer token for GET /metrics (default: none, staff login only)
+    HERMES_METRICS_MAX_MODELS  model names exposed by /metrics, the rest as "other" (default 50)
 """
 
 import os
@@ -164,6 +166,19 @@ HERMES_MAX_CONTENT_CHARS = int(os.environ.get("HERMES_MAX_CONTENT_CHARS", str(4 
 HERMES_TRACK_ABANDONED_AGENTS = env_bool("HERMES_TRACK_ABANDONED_AGENTS", True)
 # How many days of that tally prune_empty_sessions keeps.
 HERMES_ABANDONED_TALLY_RETENTION_DAYS = int(os.environ.get("HERMES_ABANDONED_TALLY_RETENTION_DAYS", "400"))
+
+# GET /metrics: scrapers send "Authorization: Bearer <HERMES_METRICS_TOKEN>"; unset or empty,
+# only a staff login with sessions_app.view_session may scrape. Never log it.
+HERMES_METRICS_TOKEN = os.environ.get("HERMES_METRICS_TOKEN", "").strip()
+# At most this many model names label the metrics (by agents seen); the rest are summed as
+# model="other", so a flood of model names cannot flood Prometheus with series.
+_max_models = os.environ.get("HERMES_METRICS_MAX_MODELS", "50")
+try:
+    HERMES_METRICS_MAX_MODELS = int(_max_models)
+except ValueError:
+    HERMES_METRICS_MAX_MODELS = 0
+if HERMES_METRICS_MAX_MODELS < 1:
+    raise ImproperlyConfigured(f"HERMES_METRICS_MAX_MODELS must be a whole number of at least 1, got {_max_models!r}.")
 
 # Production hardening, active when DEBUG is off. The app is meant to run behind a TLS proxy
 # that sets X-Forwarded-Proto; see the README's deployment section.

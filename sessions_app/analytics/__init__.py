@@ -8,7 +8,8 @@ aggregate query, whatever the number of sessions.
 - ``rates``: ``empty_session_rates`` and its report dataclasses;
 - ``trend``: the per-(bucket, model) trend of the analytics page;
 - ``abandoned``: agents that ended without a message (the abandoned-agent tally) beside them;
-- ``language_models``: the per-``LanguageModel`` counts of the model list.
+- ``language_models``: the per-``LanguageModel`` counts of the model list;
+- ``metrics``: what ``GET /metrics`` exposes (per model and source, the models capped).
 
 Conventions (documented in the README):
 - "Empty" means no message row (an EXISTS on the indexed messages), never the stored counter.
@@ -39,6 +40,7 @@ from sessions_app.analytics.filters import (
     utc_bound,
 )
 from sessions_app.analytics.language_models import model_ids_by_name, session_counts_by_model, with_session_counts
+from sessions_app.analytics.metrics import metrics_snapshot
 from sessions_app.analytics.rates import (
     NO_MODEL_KEY,
     TOTAL_KEY,
@@ -81,6 +83,7 @@ __all__ = [
     "exact_values",
     "group_expression",
     "group_key",
+    "metrics_snapshot",
     "model_buckets",
     "model_ids_by_name",
     "report_filters",

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -217,7 +218,8 @@ def test_response_headers(world, token, client):
     assert response["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "no-store" in response["Cache-Control"]
     assert client.head("/metrics", **AUTH).status_code == 200
-    for method in (client.post, client.put, client.delete, client.options):
+    browser = Client(enforce_csrf_checks=True)  # as a real request meets the CSRF middleware
+    for method in (browser.post, browser.put, browser.delete, browser.options):
         refused = method("/metrics", **AUTH)
         assert refused.status_code == 405
         assert "no-store" in refused["Cache-Control"]

@@ -1,7 +1,8 @@
 """The session pages of a run: create the sessions we lack, refresh the ones imported before, and
 link each to its parent, now or in the linking pass once the parent exists."""
 
-from agents_app.models import LanguageModel, provider_for
+from agents_app.models import LanguageModel
+from agents_app.registry import language_model
 from sessions_app.importers.report import NO_MODEL, ImportResult, ModelTally
 from sessions_app.importers.rows import RowConverter, RowError
 from sessions_app.importers.source import Source
@@ -129,20 +130,20 @@ class SessionPages:
                 page.warn(f"session {session['id']}: parent {parent!r} is not in the file; imported unlinked")
 
     def _model_id(self, page: ImportResult, name: str | None) -> int | None:
-        """The model's id, created unless this is a dry run, which counts it only."""
+        """The model's id; the registry creates it unless this is a dry run, which counts it only."""
         if not name:
             return None
         if name in self.models:
             return self.models[name]
         if name not in self._page_models:
-            models = LanguageModel.objects.using(self.using)
-            if self.dry_run:
-                self._page_models[name] = models.filter(name=name).values_list("pk", flat=True).first()
-                page.models_created += self._page_models[name] is None
-                return self._page_models[name]
-            model, created = models.get_or_create(name=name, defaults={"provider": provider_for(name)})
-            page.models_created += created
-            self._page_models[name] = model.pk
+            # Looked up first, so that the run can count the models it creates (the registry
+            # does not say); a dry run stops there.
+            model_id = LanguageModel.objects.using(self.using).filter(name=name).values_list("pk", flat=True).first()
+            if model_id is None:
+                page.models_created += 1
+                if not self.dry_run:
+                    model_id = language_model(name, using=self.using).pk
+            self._page_models[name] = model_id
         return self._page_models[name]
 
     # -- the linking pass ---------------------------------------------------------------------

@@ -94,7 +94,7 @@ class RowConverter:
             "started_at": self._time(v["started_at"], "started_at", required=True),
             "ended_at": self._time(v["ended_at"], "ended_at"),
             "end_reason": text(v["end_reason"], "end_reason", 64),
-            "api_call_count": count(v["api_call_count"], "api_call_count", 0, validation.MAX_TOKEN_COUNT),
+            "api_call_count": count(v["api_call_count"], "api_call_count"),
             "billing_provider": text(v["billing_provider"], "billing_provider", 100),
             "billing_base_url": text(v["billing_base_url"], "billing_base_url", 500),
             "billing_mode": text(v["billing_mode"], "billing_mode", 64),
@@ -104,7 +104,7 @@ class RowConverter:
             "cwd": text(v["cwd"], "cwd", self.max_chars),
         }
         for name in _SESSION_TOKENS:
-            fields[name] = count(v[name], name, -_BIGINT, _BIGINT)
+            fields[name] = self._token_total(v[name], name)
         extra = self._extra({name: v[name] for name in self.session_extras})
         return fields, model, parent, extra
 
@@ -144,7 +144,7 @@ class RowConverter:
             ),
             tokens
             if tokens is None or (tokens.__class__ is int and 0 <= tokens <= validation.MAX_TOKEN_COUNT)
-            else self._count(tokens, "token_count", 0, validation.MAX_TOKEN_COUNT),
+            else self._count(tokens, "token_count"),
             None if finish is None else text(finish, "finish_reason", 64),
             None if reasoning is None else text(reasoning, "reasoning", limit),
             None if extra is None else db_json(extra),
@@ -246,12 +246,26 @@ class RowConverter:
         return _check(validation.check_timestamp, value, column, now=self.now, column=column)
 
     @staticmethod
-    def _count(value, column: str, low: int, high: int) -> int:
+    def _count(value, column: str) -> int:
+        """A 32-bit counter by ``validation.check_count``; NULL is 0, a whole REAL an integer."""
         if value is None:
             return 0
         if isinstance(value, float) and value.is_integer():
             value = int(value)
-        if not isinstance(value, int) or not low <= value <= high:
+        try:
+            return validation.check_count(value, column)
+        except ValidationError:
+            raise RowError(f"invalid {column}", repr(value)) from None
+
+    @staticmethod
+    def _token_total(value, column: str) -> int:
+        """A session's 64-bit token total, kept as hermes recorded it (a signed BIGINT, unlike
+        validation's increments, which cannot be negative); NULL is 0, a whole REAL an integer."""
+        if value is None:
+            return 0
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or not -_BIGINT <= value <= _BIGINT:
             raise RowError(f"invalid {column}", repr(value))
         return value
 

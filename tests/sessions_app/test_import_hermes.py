@@ -14,6 +14,8 @@ from django.core.management import CommandError, call_command
 from agents_app.models import LanguageModel
 from sessions_app import importers
 from sessions_app.importers import LAST_MESSAGE_KEY, MISSING_PARENT_KEY, HermesImportError, import_hermes_db
+from sessions_app.importers import sessions as session_pages
+from sessions_app.importers.writer import BatchInsert
 from sessions_app.models import Message, Session
 from tests.hermes_fixtures import StateDB
 
@@ -503,7 +505,7 @@ def test_failure_in_the_second_batch_keeps_the_first_and_a_rerun_finishes(db, st
     for i in range(10):
         src.message("s", "assistant", f"m{i}", timestamp=JAN1 + i, tool_calls=[{"id": i}])
     calls = []
-    real_run = importers._Insert.run
+    real_run = BatchInsert.run
 
     def failing(self, rows, **kwargs):
         if self.fields[0].model is Message:
@@ -512,14 +514,14 @@ def test_failure_in_the_second_batch_keeps_the_first_and_a_rerun_finishes(db, st
                 raise RuntimeError("injected failure in the second message batch")
         return real_run(self, rows, **kwargs)
 
-    monkeypatch.setattr(importers._Insert, "run", failing)
+    monkeypatch.setattr(BatchInsert, "run", failing)
     with pytest.raises(RuntimeError, match="injected"):
         import_hermes_db(src.path, batch_size=4)
     s = Session.objects.get()
     assert [m.content for m in s.messages.order_by("id")] == ["m0", "m1", "m2", "m3"]
     assert (s.message_count, s.tool_call_count, s.extra[LAST_MESSAGE_KEY]) == (4, 4, 4)
 
-    monkeypatch.setattr(importers._Insert, "run", real_run)
+    monkeypatch.setattr(BatchInsert, "run", real_run)
     result = import_hermes_db(src.path, batch_size=4)
     assert result.messages_imported == 6
     assert [m.content for m in Session.objects.get().messages.order_by("id")] == [f"m{i}" for i in range(10)]
@@ -569,7 +571,7 @@ def test_session_inserted_by_a_concurrent_import_is_found_on_a_redo(transactiona
     src.message("s2", "user", "hi")
     # Another import committed s1 just after this one looked: the first lookup misses it.
     Session.objects.create(id="s1", source="cli", extra={LAST_MESSAGE_KEY: 0})
-    real, misses = importers._in_chunks, []
+    real, misses = session_pages.in_chunks, []
 
     def stale_once(queryset, ids):
         rows = real(queryset, ids)
@@ -578,7 +580,7 @@ def test_session_inserted_by_a_concurrent_import_is_found_on_a_redo(transactiona
             return [row for row in rows if getattr(row, "pk", None) != "s1"]
         return rows
 
-    monkeypatch.setattr(importers, "_in_chunks", stale_once)
+    monkeypatch.setattr(session_pages, "in_chunks", stale_once)
     result = import_hermes_db(src.path)
 
     assert misses == [1]

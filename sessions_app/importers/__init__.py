@@ -1,0 +1,24 @@
+"""Import a hermes-agent ``state.db``: ``import_hermes_db()`` and what it reports.
+
+One job per module, imports flowing down only: ``run`` (pages, transactions, retries, progress;
+the import's decisions are documented there) -> ``sessions``, ``messages`` (what one page does) ->
+``rows`` (one source row -> our values), ``writer`` (batched writes), ``source`` (the state.db),
+``report`` (the counts).
+"""
+
+from sessions_app.importers.report import NO_MODEL, ImportProgress, ImportResult, ModelTally
+from sessions_app.importers.run import DEFAULT_BATCH_SIZE, import_hermes_db
+from sessions_app.importers.source import HermesImportError
+from sessions_app.importers.writer import LAST_MESSAGE_KEY, MISSING_PARENT_KEY
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "LAST_MESSAGE_KEY",
+    "MISSING_PARENT_KEY",
+    "NO_MODEL",
+    "HermesImportError",
+    "ImportProgress",
+    "ImportResult",
+    "ModelTally",
+    "import_hermes_db",
+]

@@ -1,0 +1,80 @@
+"""What an import run reports: its counts (``ImportResult``) and its progress (``ImportProgress``)."""
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+from sessions_app.analytics import NO_MODEL_KEY
+
+MAX_WARNINGS = 100
+NO_MODEL = NO_MODEL_KEY  # sessions without a model, as the analytics name them
+
+
+@dataclass
+class ModelTally:
+    sessions: int = 0
+    empty: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.empty / self.sessions if self.sessions else 0.0
+
+
+@dataclass
+class ImportProgress:
+    """Passed to the ``progress`` callback after every page."""
+
+    phase: str  # "sessions" or "messages"
+    sessions_done: int
+    sessions_total: int
+    messages_done: int
+    messages_total: int
+    elapsed: float
+
+
+@dataclass
+class ImportResult:
+    """What a run imported (or, in a dry run, would import)."""
+
+    path: str
+    dry_run: bool = False
+    sessions_in_file: int = 0
+    sessions_imported: int = 0
+    sessions_updated: int = 0
+    sessions_unchanged: int = 0
+    sessions_skipped: int = 0
+    messages_imported: int = 0
+    messages_skipped: int = 0
+    empty_sessions: int = 0
+    parents_linked: int = 0
+    parents_missing: int = 0
+    models_created: int = 0
+    values_repaired: int = 0
+    skip_reasons: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
+    by_model: dict[str, ModelTally] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    def warn(self, message: str) -> None:
+        """Keep ``message``, up to ``MAX_WARNINGS`` of them (the counts stay complete)."""
+        if len(self.warnings) < MAX_WARNINGS:
+            self.warnings.append(message)
+
+    def add(self, other: "ImportResult") -> None:
+        """Add the counts, skip reasons, warnings and tallies of ``other`` (a committed page) to these."""
+        for name, value in vars(other).items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, getattr(self, name) + value)
+        self.skip_reasons.update(other.skip_reasons)
+        for message in other.warnings:
+            self.warn(message)
+        for name, tally in other.by_model.items():
+            mine = self.by_model.setdefault(name, ModelTally())
+            mine.sessions += tally.sessions
+            mine.empty += tally.empty
+
+    def as_dict(self) -> dict:
+        """Plain data for JSON: the counts, skip reasons, and each model's tally with its empty rate."""
+        data = asdict(self)
+        data["skip_reasons"] = dict(self.skip_reasons)
+        data["by_model"] = {name: {**asdict(t), "rate": t.rate} for name, t in sorted(self.by_model.items())}
+        return data

@@ -1,0 +1,173 @@
+"""Import a hermes-agent ``state.db`` into our sessions and messages: the engine of ``import_hermes``.
+
+The source may belong to a running agent: it is opened read-only and read in short keyset pages
+(``source``). Each page is one transaction of ours (``run``), its rows converted (``rows``) and
+written in batches (``writer``) by the session or message pages (``sessions``, ``messages``).
+
+Idempotent and incremental without a table of its own: each imported session carries
+``extra["hermes_last_message_id"]``, the highest source message id already imported for it
+(hermes message ids are AUTOINCREMENT, so new messages always get higher ids). A run creates the
+sessions we do not have (and refreshes the mutable columns of those we imported: end time,
+tokens, cost, title), then imports each session's messages above its mark. Counters grow by
+exactly the rows inserted, in the transaction that inserts them and moves the mark; the source's
+``message_count``/``tool_call_count`` (often stale) are never copied.
+
+Decisions:
+- Parents: a session whose parent is not in our database yet is inserted unlinked, with
+  ``extra["hermes_missing_parent_id"]``; after the sessions, every such session whose parent now
+  exists (later in the file, or from an earlier/later import) is linked and the key dropped. A
+  parent missing from the file stays unlinked with the key kept.
+- NUL characters (PostgreSQL cannot store them) in imported text and JSON, and invalid UTF-8, are
+  replaced by U+FFFD on every backend alike and counted (``values_repaired``).
+- A row we cannot store exactly (invalid JSON, unknown role, a value too long for its column, a
+  bad timestamp) is skipped with a warning and counted; the rest of the file still imports.
+  Messages of a session that was not imported are skipped too.
+- Messages get no ``model``: hermes records a model per session only.
+"""
+
+import time
+from collections.abc import Callable
+from contextlib import closing
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.utils import timezone
+
+from hermes_site.db import run_with_retry
+from sessions_app.importers.messages import MessagePages
+from sessions_app.importers.report import ImportProgress, ImportResult
+from sessions_app.importers.rows import RowConverter
+from sessions_app.importers.sessions import SessionPages
+from sessions_app.importers.source import HermesImportError, Source
+from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer
+from sessions_app.models import Session
+
+DEFAULT_BATCH_SIZE = 2000
+
+
+def import_hermes_db(
+    path,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    dry_run: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
+    progress: Callable[[ImportProgress], None] | None = None,
+) -> ImportResult:
+    """Import sessions and messages from a hermes-agent ``state.db``; safe to run again and again.
+
+    Each page of ``batch_size`` rows is one transaction: a run that stops (``HermesImportError``
+    for a source that turns out corrupt, or any database error) keeps every page it committed and
+    nothing half-written, and the next run carries on. ``dry_run`` reads and counts, writes nothing.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    with closing(Source(path)) as source:
+        run = _Run(source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress)
+        try:
+            run.import_sessions()
+            if dry_run:
+                run.sessions.count_links_ahead(run.result)
+            else:
+                run.link_parents()
+            run.import_messages()
+        except HermesImportError as exc:
+            r = run.result
+            if dry_run or not (r.sessions_imported or r.messages_imported):
+                raise
+            raise HermesImportError(
+                f"{exc} The {r.sessions_imported:,} sessions and {r.messages_imported:,} messages imported before"
+                " the error are kept (whole batches only); a later run carries on from there."
+            ) from exc
+    run.result.elapsed = time.monotonic() - run.started
+    return run.result
+
+
+class _Run:
+    """One import run: the pages, their transactions and retries, and what it has counted so far."""
+
+    def __init__(self, source: Source, *, batch_size: int, dry_run: bool, using: str, progress):
+        self.source, self.batch_size, self.dry_run, self.using = source, batch_size, dry_run, using
+        self.progress = progress
+        self.result = ImportResult(path=str(source.path), dry_run=dry_run)
+        self.started = time.monotonic()
+        self.messages_total = 0
+        self.writer = Writer(using)
+        self.rows = RowConverter(
+            source,
+            now=timezone.now(),
+            max_chars=settings.HERMES_MAX_CONTENT_CHARS,
+            db_json=self.writer.db_json,
+            db_time=self.writer.db_time,
+        )
+        self.sessions = SessionPages(source, self.rows, self.writer, dry_run=dry_run)
+        self.messages = MessagePages(
+            source, self.rows, self.writer, dry_run=dry_run, skipped_sessions=self.sessions.skipped
+        )
+
+    def _write_page(self, func, *args) -> None:
+        """Run ``func(page, *args)`` in one transaction (retried on transient conflicts), then merge its counts."""
+        page = None
+
+        def attempt():
+            nonlocal page
+            # Counts of this attempt only: a retried page is counted once.
+            page = ImportResult(path=self.result.path, dry_run=self.dry_run)
+            self.rows.repaired = 0
+            if self.dry_run:
+                return func(page, *args)
+            with transaction.atomic(using=self.using):
+                return func(page, *args)
+
+        try:
+            run_with_retry(attempt, using=self.using)
+        except IntegrityError:
+            if self.dry_run or self.writer.connection.in_atomic_block:
+                raise
+            # Another import inserted some of these sessions meanwhile: redo the page once; it
+            # now finds them (and their marks) and adds only the rest.
+            run_with_retry(attempt, using=self.using)
+        self.sessions.page_committed()
+        page.values_repaired += self.rows.repaired + self.source.repaired
+        self.source.repaired = 0
+        self.result.add(page)
+
+    def _report(self, phase: str, messages_done: int) -> None:
+        if self.progress:
+            r = self.result
+            self.progress(
+                ImportProgress(
+                    phase, r.sessions_imported + r.sessions_updated + r.sessions_skipped + r.sessions_unchanged,
+                    r.sessions_in_file, messages_done, self.messages_total, time.monotonic() - self.started,
+                )
+            )  # fmt: skip
+
+    def import_sessions(self) -> None:
+        """Every session row of the source, page by page."""
+        self.result.sessions_in_file = self.source.count_sessions()
+        after = ""
+        while rows := self.source.sessions(after, self.batch_size):
+            after = rows[-1][0]
+            bounds = self.source.message_bounds(row[0] for row in rows)
+            self._write_page(self.sessions.write, rows, bounds)
+            self._report("sessions", 0)
+
+    def link_parents(self) -> None:
+        """Link sessions imported without their parent to the parent, where it exists now."""
+        pending = Session.objects.using(self.using).filter(extra__has_key=MISSING_PARENT_KEY).order_by("pk")
+        after = ""
+        while page := list(pending.filter(pk__gt=after).values_list("pk", flat=True)[: self.batch_size]):
+            after = page[-1]
+            self._write_page(self.sessions.link, page)
+
+    def import_messages(self) -> None:
+        """The message rows from the first one a session page found new, page by page."""
+        if self.sessions.first_message_after is None:
+            return
+        after = self.sessions.first_message_after
+        self.messages_total = self.source.messages_after(after)
+        done = 0
+        while rows := self.source.messages(after, self.batch_size):
+            after = rows[-1][0]
+            self._write_page(self.messages.write, rows)
+            done += len(rows)
+            self._report("messages", done)

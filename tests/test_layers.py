@@ -1,0 +1,109 @@
+"""The house rules of ARCHITECTURE.md, checked on the source: imports flow down the layers only,
+no module imports itself in a circle, and no project import hides inside a function.
+
+Bottom: ``hermes_site.db``, ``agents_app`` models/fields/registry. Middle: ``sessions_app``.
+Top: the ``Agent`` facade, the tally service, the demo, and what uses them.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("hermes_site", "agents_app", "sessions_app")
+# hermes_site's settings and URLconf wire the apps together; its helpers (db) sit below them.
+BOTTOM = ("hermes_site.db", "agents_app.models", "agents_app.fields", "agents_app.registry", "agents_app.apps")
+TOP = ("agents_app.agent", "agents_app.services", "agents_app.demo", "agents_app.management")
+MAX_LINES = 300
+
+
+def _modules() -> dict[str, Path]:
+    modules = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            if "migrations" in path.parts:
+                continue
+            name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            modules[name.removesuffix(".__init__")] = path
+    return modules
+
+
+MODULES = _modules()
+
+
+def _in(name: str, prefixes) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def _imports(path: Path, module: str):
+    """(imported project module, line, whether the import sits inside a function)."""
+    tree = ast.parse(path.read_text(), str(path))
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    nested = {id(child) for function in functions for child in ast.walk(function) if child is not function}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the package, one level up per extra dot
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name.split(".")[0] in PACKAGES:
+                yield name, node.lineno, id(node) in nested
+
+
+def _graph() -> dict[str, set[str]]:
+    graph = {}
+    for module, path in MODULES.items():
+        graph[module] = set()
+        for name, _, inside in _imports(path, module):
+            target = name
+            while target not in MODULES and "." in target:
+                target = target.rpartition(".")[0]
+            if target in MODULES and target != module and not inside:
+                graph[module].add(target)
+    return graph
+
+
+def test_no_import_cycle():
+    graph, state, cycles = _graph(), {}, []
+
+    def visit(node, stack):
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(" -> ".join([*stack[stack.index(target) :], target]))
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[node] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_flow_down_only(module):
+    problems = []
+    for name, line, inside in _imports(MODULES[module], module):
+        where = f"{module}:{line} imports {name}"
+        if inside and not module.endswith(".apps"):
+            problems.append(f"{where} inside a function")
+        if _in(module, BOTTOM) and not _in(name, BOTTOM):
+            problems.append(f"{where}: the bottom layer imports only the bottom layer")
+        if _in(module, ("sessions_app",)) and _in(name, TOP):
+            problems.append(f"{where}: the middle layer imports the top layer")
+    assert not problems
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_stay_small(module):
+    lines = len(MODULES[module].read_text().splitlines())
+    assert lines <= MAX_LINES, f"{module} has {lines} lines; split it by job"

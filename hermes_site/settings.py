@@ -9,9 +9,12 @@ Environment:
     HERMES_TRACK_ABANDONED_AGENTS          count agents that end without a message (default on)
     HERMES_ABANDONED_TALLY_RETENTION_DAYS  days of that tally kept by prune_empty_sessions (400)
     HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
+    HERMES_OPEN_GRACE          how long an open empty session may still speak (24h; 30m, 7d, seconds)
 """
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -164,6 +167,27 @@ HERMES_MAX_CONTENT_CHARS = int(os.environ.get("HERMES_MAX_CONTENT_CHARS", str(4 
 HERMES_TRACK_ABANDONED_AGENTS = env_bool("HERMES_TRACK_ABANDONED_AGENTS", True)
 # How many days of that tally prune_empty_sessions keeps.
 HERMES_ABANDONED_TALLY_RETENTION_DAYS = int(os.environ.get("HERMES_ABANDONED_TALLY_RETENTION_DAYS", "400"))
+
+
+def env_duration(name: str, default: str) -> dt.timedelta:
+    """A positive duration from the environment: ``30m``, ``24h``, ``7d``, ``1d12h`` or plain seconds."""
+    value = os.environ.get(name, default).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    parts = re.findall(r"(\d+)([smhdw])", value)
+    if value.isdigit():
+        seconds = int(value)
+    elif parts and "".join(n + u for n, u in parts) == value:
+        seconds = sum(int(n) * units[u] for n, u in parts)
+    else:
+        raise ImproperlyConfigured(f"{name} must be a duration such as 30m, 24h, 7d or seconds, got {value!r}.")
+    if not 0 < seconds <= 3650 * 86400:
+        raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3650 days, got {value!r}.")
+    return dt.timedelta(seconds=seconds)
+
+
+# An empty session without usage that is still open is "open" (it may still speak) for this
+# long after it started, and "never_ended" after (sessions_app.analytics, "Why empty").
+HERMES_OPEN_GRACE = env_duration("HERMES_OPEN_GRACE", "24h")
 
 # Production hardening, active when DEBUG is off. The app is meant to run behind a TLS proxy
 # that sets X-Forwarded-Proto; see the README's deployment section.

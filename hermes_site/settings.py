@@ -11,9 +11,12 @@ Environment:
     HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
     HERMES_METRICS_TOKEN       bearer token for GET /metrics (default: none, staff login only)
     HERMES_METRICS_MAX_MODELS  model names exposed by /metrics, the rest as "other" (default 50)
+    HERMES_OPEN_GRACE          how long an open empty session may still speak (24h; 30m, 7d, seconds)
 """
 
+import datetime as dt
 import os
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -179,6 +182,27 @@ except ValueError:
     HERMES_METRICS_MAX_MODELS = 0
 if HERMES_METRICS_MAX_MODELS < 1:
     raise ImproperlyConfigured(f"HERMES_METRICS_MAX_MODELS must be a whole number of at least 1, got {_max_models!r}.")
+
+
+def env_duration(name: str, default: str) -> dt.timedelta:
+    """A positive duration from the environment: ``30m``, ``24h``, ``7d``, ``1d12h`` or plain seconds."""
+    value = os.environ.get(name, default).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    parts = re.findall(r"(\d+)([smhdw])", value)
+    if value.isdigit():
+        seconds = int(value)
+    elif parts and "".join(n + u for n, u in parts) == value:
+        seconds = sum(int(n) * units[u] for n, u in parts)
+    else:
+        raise ImproperlyConfigured(f"{name} must be a duration such as 30m, 24h, 7d or seconds, got {value!r}.")
+    if not 0 < seconds <= 3650 * 86400:
+        raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3650 days, got {value!r}.")
+    return dt.timedelta(seconds=seconds)
+
+
+# An empty session without usage that is still open is "open" (it may still speak) for this
+# long after it started, and "never_ended" after (sessions_app.analytics, "Why empty").
+HERMES_OPEN_GRACE = env_duration("HERMES_OPEN_GRACE", "24h")
 
 # Production hardening, active when DEBUG is off. The app is meant to run behind a TLS proxy
 # that sets X-Forwarded-Proto; see the README's deployment section.

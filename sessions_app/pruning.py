@@ -7,6 +7,12 @@ before the grace period and (unless ``include_open``) to have ended. The message
 checks are part of the DELETE statement itself, so a writer that adds a first message to a
 candidate while the deletion runs always wins; a writer that arrives after its session was
 deleted simply creates it again with its messages.
+
+With an ``archive`` (a text file), every deleted session is written to it as one JSON Lines
+object (``archive_record``) and the file is flushed and fsynced inside the batch's transaction,
+after the DELETE and before its COMMIT: a crash can leave archived rows that were not deleted
+(a rerun archives them again: duplicates, by id, are possible), never a deleted row that is not
+in the archive.
 """
 
 import datetime as dt
@@ -24,6 +30,7 @@ from django.utils import timezone
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from hermes_site.db import filter_exact, run_with_retry
 from sessions_app.analytics import exact_name
+from sessions_app.archive import ARCHIVE_FIELDS, write_archive
 from sessions_app.models import Session
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
@@ -79,11 +86,14 @@ def prune_empty_sessions(
     using: str = DEFAULT_DB_ALIAS,
     now: dt.datetime | None = None,
     progress: Callable[[PruneResult], None] | None = None,
+    archive=None,
 ) -> PruneResult:
     """Delete empty sessions that started more than ``older_than`` ago, ``batch_size`` per transaction.
 
-    ``model`` and ``source`` are exact names. ``dry_run`` counts what would go and writes nothing.
-    ``progress`` is called with the running result after each batch.
+    ``model`` and ``source`` are exact names. ``dry_run`` counts what would go and writes nothing
+    (nor to the archive). ``progress`` is called with the running result after each batch.
+    ``archive``: a text file that receives each deleted session (``archive_record``), fsynced
+    before its batch commits.
     """
     if not isinstance(older_than, dt.timedelta) or older_than <= dt.timedelta(0):
         raise ValidationError(
@@ -136,7 +146,7 @@ def prune_empty_sessions(
             result.deleted = _by_model_name(deleted, using=using)
             progress(result)
 
-    _delete_in_batches(candidates(), condition, batch_size=batch_size, using=using, on_batch=on_batch)
+    _delete_in_batches(candidates(), condition, batch_size=batch_size, using=using, on_batch=on_batch, archive=archive)
     result.deleted = _by_model_name(deleted, using=using)
     return result
 
@@ -162,16 +172,20 @@ def delete_empty_sessions(queryset) -> EmptyDeletion:
     )
 
 
-def _delete_in_batches(candidates: Iterable[tuple], condition: Q, *, batch_size: int, using: str, on_batch) -> None:
+def _delete_in_batches(
+    candidates: Iterable[tuple], condition: Q, *, batch_size: int, using: str, on_batch, archive=None
+) -> None:
     """Delete ``(pk, model_id)`` candidates that still meet ``condition``, a transaction per
     batch; ``on_batch(deleted model ids, locked, candidates)`` after each."""
     candidates = iter(candidates)
     while batch := dict(itertools.islice(candidates, batch_size)):
-        deleted_ids, locked_ids = run_with_retry(lambda b=batch: _delete_batch(condition, b, using=using), using=using)
+        deleted_ids, locked_ids = run_with_retry(
+            lambda b=batch: _delete_batch(condition, b, using=using, archive=archive), using=using
+        )
         on_batch([batch[pk] for pk in deleted_ids], len(locked_ids), len(batch))
 
 
-def _delete_batch(condition: Q, batch: dict, *, using: str) -> tuple[set, set]:
+def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tuple[set, set]:
     """Delete the still-eligible sessions of one batch in one transaction; returns (deleted, locked) pks.
 
     1. Lock the batch's rows with ``FOR UPDATE SKIP LOCKED``. A row another transaction holds is
@@ -184,6 +198,9 @@ def _delete_batch(condition: Q, batch: dict, *, using: str) -> tuple[set, set]:
     2. Delete with the whole condition, the NOT EXISTS on messages and on children included, in
        that one DELETE statement (``_delete_where``). At READ COMMITTED (Django's default on every
        backend here) it sees everything committed before it started.
+    3. With an ``archive``, the rows still eligible were read whole (under the lock) before the
+       DELETE, which is limited to them; the ones it did delete are written, flushed and fsynced
+       before the transaction commits.
     """
     features = connections[using].features
     sessions = Session.objects.using(using)
@@ -193,11 +210,21 @@ def _delete_batch(condition: Q, batch: dict, *, using: str) -> tuple[set, set]:
         locked = set(lock.values_list("pk", flat=True))
         if not locked:
             return set(), locked
-        count = _delete_where(sessions.filter(condition, pk__in=list(locked)))
-        if count == len(locked):
-            return locked, locked
-        # Some got a message or a child in the meantime: ask which remain (we still hold their locks).
-        return locked - set(sessions.filter(pk__in=list(locked)).values_list("pk", flat=True)), locked
+        rows = {}
+        if archive is not None:
+            eligible = sessions.filter(condition, pk__in=list(locked)).order_by("pk")
+            rows = {row["id"]: row for row in eligible.values(*ARCHIVE_FIELDS)}
+            targets = set(rows)
+        else:
+            targets = locked
+        count = _delete_where(sessions.filter(condition, pk__in=list(targets))) if targets else 0
+        deleted = targets
+        if count != len(targets):
+            # Some got a message or a child in the meantime: ask which remain (we still hold their locks).
+            deleted = targets - set(sessions.filter(pk__in=list(targets)).values_list("pk", flat=True))
+        if archive is not None and deleted:
+            write_archive(archive, [rows[pk] for pk in rows if pk in deleted])
+        return deleted, locked
 
 
 def _delete_where(queryset) -> int:

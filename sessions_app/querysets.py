@@ -5,10 +5,60 @@ meaning everywhere: model and source match exactly (byte for byte, MariaDB inclu
 inclusive and ``until`` exclusive on ``started_at``.
 """
 
+import datetime as dt
+
+from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from hermes_site.db import filter_exact
+
+# Why an empty session is empty, in precedence order: a session is given the first cause whose
+# condition it meets (only lost_transcript overlaps the others; the last three split the rest).
+CAUSES = ("lost_transcript", "never_ended", "open", "ghost")
+# Counters that say the agent did work: any of them above 0 means usage was recorded.
+USAGE_COUNTERS = (
+    "api_call_count",
+    "message_count",
+    "tool_call_count",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+)
+
+
+def usage_condition() -> Q:
+    """Some usage was recorded on the session row: API calls, counted messages or tool calls, or tokens."""
+    condition = Q()
+    for counter in USAGE_COUNTERS:
+        condition |= Q(**{f"{counter}__gt": 0})
+    return condition
+
+
+def cause_condition(cause: str, *, stale_before: dt.datetime) -> Q:
+    """The condition that gives an *empty* session ``cause`` (emptiness itself is not part of it:
+    combine with ``analytics.empty_condition()`` or ``.empty()``). ``stale_before``: now minus the
+    grace period, the start before which an open session no longer counts as "may still speak"."""
+    usage = usage_condition()
+    open_ = Q(ended_at__isnull=True)
+    recent = Q(started_at__gte=stale_before)
+    conditions = {
+        "lost_transcript": usage,
+        "never_ended": ~usage & open_ & ~recent,
+        "open": ~usage & open_ & recent,
+        "ghost": ~usage & ~open_,
+    }
+    if cause not in conditions:
+        raise ValueError(f"unknown cause {cause!r}; choose one of {', '.join(CAUSES)}.")
+    return conditions[cause]
+
+
+def stale_before(now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> dt.datetime:
+    """``now`` (default: the current time) minus ``grace`` (default: the ``HERMES_OPEN_GRACE`` setting)."""
+    return (now or timezone.now()) - (settings.HERMES_OPEN_GRACE if grace is None else grace)
 
 
 class SessionQuerySet(models.QuerySet):
@@ -36,6 +86,19 @@ class SessionQuerySet(models.QuerySet):
     def with_has_children(self):
         """Annotate ``has_children`` (bool) on each session."""
         return self.annotate(has_children=self._children())
+
+    def with_usage(self):
+        """Sessions whose row records usage (``usage_condition``), whatever their messages."""
+        return self.filter(usage_condition())
+
+    def without_usage(self):
+        """Sessions whose row records no API call, counted message, tool call or token."""
+        return self.exclude(usage_condition())
+
+    def of_cause(self, cause: str, *, now: dt.datetime | None = None, grace: dt.timedelta | None = None):
+        """Empty sessions of one cause (``CAUSES``; ``ValueError`` otherwise), the grace period
+        counted back from ``now`` (see ``cause_condition`` and ``stale_before``)."""
+        return self.empty().filter(cause_condition(cause, stale_before=stale_before(now, grace)))
 
     def open(self):
         """Sessions that have not ended."""

@@ -11,7 +11,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 
-from sessions_app.analytics import EmptySessionReport, RateRow
+from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow
 
 SORTS = ("rate", "sessions", "key")
 ELLIPSIS = "…"
@@ -132,6 +132,45 @@ def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[
 def write_abandoned_csv(report, file, *, neutralise_formulas: bool = True) -> None:
     writer = csv.writer(file, lineterminator="\r\n")
     writer.writerows(abandoned_csv_rows(report, neutralise_formulas=neutralise_formulas))
+
+
+def sorted_breakdown(breakdown: CauseBreakdown, sort: str) -> CauseBreakdown:
+    """The same cause breakdown with its rows in ``sort`` order."""
+    return replace(breakdown, report=sorted_report(breakdown.report, sort))
+
+
+def breakdown_json(breakdown: CauseBreakdown, *, indent: int | None = None) -> str:
+    """The report's JSON shape plus a ``causes`` object (``{cause: count}``) per row and in the total."""
+    return json.dumps(breakdown.as_dict(), indent=indent, ensure_ascii=False)
+
+
+def breakdown_csv_rows(breakdown: CauseBreakdown, *, neutralise_formulas: bool = True) -> Iterator[list]:
+    """``csv_rows`` of the report with one more column per cause (``CAUSES`` order)."""
+    causes = [breakdown.causes[row.key] for row in breakdown.rows] + [breakdown.total]
+    rows = csv_rows(breakdown.report, neutralise_formulas=neutralise_formulas)
+    yield [*next(rows), *CAUSES]
+    for row, counts in zip(rows, causes, strict=True):
+        yield [*row, *(counts[cause] for cause in CAUSES)]
+
+
+def write_breakdown_csv(breakdown: CauseBreakdown, file, *, neutralise_formulas: bool = True) -> None:
+    csv.writer(file, lineterminator="\r\n").writerows(
+        breakdown_csv_rows(breakdown, neutralise_formulas=neutralise_formulas)
+    )
+
+
+def format_breakdown_table(breakdown: CauseBreakdown, *, sort: str = "rate", width: int = 120) -> str:
+    """``format_table``'s columns and one count column per cause, rows in ``sort`` order."""
+    report = breakdown.report
+    if not report.total.sessions:
+        return f"No sessions{_describe_filters(report.filters)}."
+    rows = sort_rows(report.rows, sort)
+    header = [report.by, "sessions", "empty", "rate", *CAUSES]
+    cells = [
+        [row.key, str(row.sessions), str(row.empty), format_percent(row.rate), *(str(c[k]) for k in CAUSES)]
+        for row, c in [*((row, breakdown.causes[row.key]) for row in rows), (report.total, breakdown.total)]
+    ]
+    return _aligned(header, cells, width)
 
 
 def _aligned(header: list[str], cells: list[list[str]], width: int) -> str:

@@ -1,9 +1,16 @@
-"""List filters of the session changelist: emptiness, and exact source and end reason."""
+"""List filters of the session changelist: emptiness and its cause, and exact source and end reason."""
 
 from django.contrib import admin
 
 from hermes_site.db import filter_exact
-from sessions_app.analytics import exact_values
+from sessions_app.analytics import CAUSES, exact_values
+
+CAUSE_LABELS = {
+    "lost_transcript": "Lost transcript (usage, no message)",
+    "never_ended": "Never ended (open past the grace period)",
+    "open": "Open (may still speak)",
+    "ghost": "Ghost (ended without usage)",
+}
 
 
 class EmptyFilter(admin.SimpleListFilter):
@@ -20,6 +27,21 @@ class EmptyFilter(admin.SimpleListFilter):
             return queryset.empty()
         if self.value() == "no":
             return queryset.non_empty()
+        return queryset
+
+
+class CauseFilter(admin.SimpleListFilter):
+    """Empty sessions of one cause (``analytics.causes``), as ``Session.objects.of_cause`` decides it."""
+
+    title = "why empty"
+    parameter_name = "cause"
+
+    def lookups(self, request, model_admin):
+        return [(cause, CAUSE_LABELS[cause]) for cause in CAUSES]
+
+    def queryset(self, request, queryset):
+        if self.value() in CAUSES:
+            return queryset.of_cause(self.value())
         return queryset
 
 

@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from sessions_app.admin.filters import EmptyFilter, EndReasonFilter, SourceFilter
+from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, SourceFilter
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
 from sessions_app.admin.views import EmptyRatesView
@@ -86,7 +86,14 @@ class SessionAdmin(admin.ModelAdmin):
     # truncated start dates of the whole (filtered) table on every load; this filter needs no
     # query for its choices, is a range on the started_at index, and also takes any
     # ?started_at__gte=...&started_at__lt=... range (the analytics page links with those).
-    list_filter = [EmptyFilter, "model", SourceFilter, EndReasonFilter, ("started_at", admin.DateFieldListFilter)]
+    list_filter = [
+        EmptyFilter,
+        CauseFilter,
+        "model",
+        SourceFilter,
+        EndReasonFilter,
+        ("started_at", admin.DateFieldListFilter),
+    ]
     list_select_related = ["model"]
     # "=" = exact match (no substring scan) for ids; titles are searched by substring.
     search_fields = ["=id", "title", "=user_id"]

@@ -20,11 +20,14 @@ from django.views import View
 from agents_app.models import AbandonedAgentTally
 from sessions_app import reporting
 from sessions_app.admin.charts import percent, rate_bar, rate_cell, trend_chart
+from sessions_app.admin.filters import CAUSE_LABELS
 from sessions_app.admin.forms import EmptyRatesForm
 from sessions_app.admin.links import session_changelist_url
 from sessions_app.analytics import (
+    CAUSES,
     abandoned_agent_counts,
     bucket_totals,
+    empty_cause_breakdown,
     empty_rate_trend,
     empty_session_rates,
     exact_values,
@@ -124,6 +127,7 @@ class EmptyRatesView(View):
             worst = {**worst.as_dict(), "rate": percent(worst.rate), "url": drill(worst.key, empty="yes")}
         bucket = form.cleaned_data["bucket"]
         abandoned = self.abandoned_context(report, filters)
+        causes = self.causes_context(filters, drill)
         trend = self.trend_context(bucket, points, report, filters, base_filters)
         query = request.GET.copy()
         query.pop("format", None)
@@ -137,6 +141,7 @@ class EmptyRatesView(View):
             "csv_url": "?" + urlencode({**query.dict(), "format": "csv"}),
             "json_url": "?" + urlencode({**query.dict(), "format": "json"}),
             **abandoned,
+            **causes,
             **trend,
         }
 
@@ -174,6 +179,32 @@ class EmptyRatesView(View):
             "tally_url": f"{tally_url}?{urlencode(params)}" if params else tally_url,
             "can_view_tally": self.model_admin.admin_site.is_registered(AbandonedAgentTally)
             and self.request.user.has_perm("agents_app.view_abandonedagenttally"),
+        }
+
+    def causes_context(self, filters, drill):
+        """The "Why empty" section: per model, its empty sessions per cause, as counts and as rates
+        of all its sessions, with links to the session list filtered by model and cause."""
+        breakdown = empty_cause_breakdown("model", **filters)
+
+        def cells(row, causes):
+            return [
+                {
+                    "count": causes[cause],
+                    "rate": percent(causes[cause] / row.sessions) if row.sessions else "-",
+                    "url": drill(row.key if row is not breakdown.report.total else None, cause=cause),
+                }
+                for cause in CAUSES
+            ]
+
+        rows = [
+            {"key": row.key, "empty": row.empty, "causes": cells(row, breakdown.causes[row.key])}
+            for row in reporting.sort_rows([r for r in breakdown.rows if r.empty], "rate")
+        ]
+        total = breakdown.report.total
+        return {
+            "cause_rows": rows,
+            "cause_total": {"empty": total.empty, "causes": cells(total, breakdown.total)},
+            "cause_labels": [(cause, CAUSE_LABELS[cause]) for cause in CAUSES],
         }
 
     def trend_context(self, bucket, points, report, filters, base_filters):

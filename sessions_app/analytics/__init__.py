@@ -7,6 +7,8 @@ aggregate query, whatever the number of sessions.
 - ``filters``: the groupings and filters, checked once and applied to sessions once;
 - ``rates``: ``empty_session_rates`` and its report dataclasses;
 - ``trend``: the per-(bucket, model) trend of the analytics page;
+- ``causes``: why an empty session is empty (``CAUSES``, their precedence and definitions);
+- ``breakdown``: ``empty_cause_breakdown``/``empty_cause_counts``, rates crossed with causes;
 - ``abandoned``: agents that ended without a message (the abandoned-agent tally) beside them;
 - ``language_models``: the per-``LanguageModel`` counts of the model list;
 - ``metrics``: what ``GET /metrics`` exposes (per model and source, the models capped).
@@ -18,7 +20,8 @@ Conventions (documented in the README):
   in whatever time zone the server happens to use).
 - Time buckets are UTC and keyed by the ISO date of their first day: ``day`` and ``week``
   ``"2026-01-05"`` (weeks start on Monday, as ISO weeks do), ``month`` ``"2026-01"``.
-- Sessions without a model are grouped under the key ``NO_MODEL_KEY`` (``"(none)"``).
+- Sessions without a model, or with a model recorded as ``""``, are grouped under the key
+  ``NO_MODEL_KEY`` (``"(none)"``): one row.
 - Rows are ordered by key, by code point (date keys therefore chronologically), the same on
   every backend; callers re-sort for display.
 """
@@ -30,8 +33,11 @@ from sessions_app.analytics.abandoned import (
     abandoned_agent_rates,
     with_abandoned,
 )
+from sessions_app.analytics.breakdown import CauseBreakdown, empty_cause_breakdown, empty_cause_counts
+from sessions_app.analytics.causes import CAUSES, cause_counts, cause_totals
 from sessions_app.analytics.filters import (
     GROUPINGS,
+    KEY_GROUPINGS,
     check_grouping,
     empty_condition,
     exact_name,
@@ -62,11 +68,14 @@ from sessions_app.analytics.trend import (
 )
 
 __all__ = [
+    "CAUSES",
     "GROUPINGS",
+    "KEY_GROUPINGS",
     "NO_MODEL_KEY",
     "TOTAL_KEY",
     "AbandonedAgentReport",
     "AbandonedRow",
+    "CauseBreakdown",
     "EmptySessionReport",
     "RateRow",
     "SQLitePeriodKey",
@@ -75,7 +84,11 @@ __all__ = [
     "abandoned_agent_rates",
     "bucket_totals",
     "build_report",
+    "cause_counts",
+    "cause_totals",
     "check_grouping",
+    "empty_cause_breakdown",
+    "empty_cause_counts",
     "empty_condition",
     "empty_rate_trend",
     "empty_session_rates",

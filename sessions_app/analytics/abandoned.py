@@ -29,7 +29,7 @@ from django.db.models import F, Sum
 
 from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text, filter_exact
-from sessions_app.analytics.filters import check_grouping, report_filters
+from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
 from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates
 
 
@@ -150,7 +150,7 @@ def abandoned_agent_counts(
     """Abandoned agents per group key and end reason, ``{key: {reason: agents}}``, in one grouped
     query over the tally (keys as in ``empty_session_rates``; groups without agents are absent).
     Arguments are checked as ``empty_session_rates`` checks them (``ValidationError``)."""
-    check_grouping(by)
+    check_grouping(by, KEY_GROUPINGS)
     filters = report_filters(since=since, until=until, model=model, source=source)
     since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
     connection = connections[using]

@@ -14,14 +14,17 @@ from django.db.models import Exists, OuterRef, Q
 from hermes_site.db import exact_text
 from sessions_app.models import Message
 
-GROUPINGS = ("model", "source", "day", "week", "month")
+# Groupings of sessions by a column or a period: every report has them.
+KEY_GROUPINGS = ("model", "source", "day", "week", "month")
+# ... and, for the empty-session rates, by why the empty ones are empty (analytics.causes).
+GROUPINGS = (*KEY_GROUPINGS, "cause")
 
 
-def check_grouping(by) -> None:
-    """``ValidationError`` unless ``by`` is one of ``GROUPINGS``."""
-    if by not in GROUPINGS:
+def check_grouping(by, groupings: tuple[str, ...] = GROUPINGS, name: str = "by") -> None:
+    """``ValidationError`` (keyed by ``name``) unless ``by`` is one of ``groupings``."""
+    if by not in groupings:
         raise ValidationError(
-            {"by": f"unknown grouping {by!r}; choose one of {', '.join(GROUPINGS)}."}, code="invalid_choice"
+            {name: f"unknown grouping {by!r}; choose one of {', '.join(groupings)}."}, code="invalid_choice"
         )
 
 

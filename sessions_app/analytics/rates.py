@@ -12,6 +12,7 @@ from django.db.models import CharField, Count, DateTimeField, Func, Min, Value
 from django.db.models.functions import Trunc
 
 from hermes_site.db import exact_text
+from sessions_app.analytics.causes import cause_totals
 from sessions_app.analytics.filters import check_grouping, empty_condition, report_filters
 from sessions_app.models import Session
 
@@ -101,10 +102,16 @@ def empty_session_rates(
     model: str | None = None,
     source: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta | None = None,
 ) -> EmptySessionReport:
     """Sessions and empty sessions per ``by`` group, plus their total, in one aggregate query.
 
     ``model`` and ``source`` filter by exact (case- and space-sensitive) match on every backend.
+    ``by="cause"``: a row per cause (``analytics.causes``, every cause even at 0), its ``empty``
+    the empty sessions of that cause and its ``sessions`` all the sessions in scope, so its rate
+    is that cause's share of them; the total is the usual one. ``now`` and ``grace`` (default:
+    the current time and ``HERMES_OPEN_GRACE``) only matter there.
     Raises ``ValidationError`` for an unknown grouping, a bad bound or ``since >= until``.
     """
     check_grouping(by)
@@ -112,6 +119,10 @@ def empty_session_rates(
     connection = connections[using]
     sessions = Session.objects.using(using).order_by().matching(**filters)
 
+    if by == "cause":
+        total, causes = cause_totals(sessions, now=now, grace=grace)
+        rows = [RateRow(cause, total, causes[cause]) for cause in sorted(causes)]
+        return EmptySessionReport(by, filters, rows, RateRow(TOTAL_KEY, total, sum(causes.values())))
     if by == "model":
         # Grouping by model_id follows the (model, started_at, id) index order, so no sort is
         # needed; a model id has one name, which Min() carries along.
@@ -165,7 +176,8 @@ def group_expression(by: str, connection, field: str = "started_at"):
 def group_key(by: str, group) -> str:
     """The report key of a value of ``group_expression`` (or of a model name for ``model``)."""
     if by == "model":
-        return NO_MODEL_KEY if group is None else group
+        # A model recorded as "" is the same as no model (hermes-agent writes both): one row.
+        return group or NO_MODEL_KEY
     if by == "source" or isinstance(group, str):  # SQLitePeriodKey gives the key itself
         return group
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])

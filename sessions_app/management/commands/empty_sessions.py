@@ -5,7 +5,7 @@ import io
 from django.core.management.base import CommandError
 
 from sessions_app import reporting
-from sessions_app.analytics import GROUPINGS, abandoned_agent_rates, empty_session_rates
+from sessions_app.analytics import GROUPINGS, abandoned_agent_rates, empty_cause_breakdown, empty_session_rates
 from sessions_app.management.base import HermesCommand, parse_date, parse_rate
 
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).
@@ -27,7 +27,14 @@ class Command(HermesCommand):
             "--by",
             default="model",
             metavar="{" + ",".join(GROUPINGS) + "}",
-            help="Grouping: model (default), source, or the UTC day/week (from Monday)/month the session started.",
+            help="Grouping: model (default), source, the UTC day/week (from Monday)/month the session started, or "
+            "cause (why the empty sessions are empty: lost_transcript, never_ended, open, ghost).",
+        )
+        parser.add_argument(
+            "--breakdown",
+            metavar="{cause}",
+            help="Split each row's empty sessions by cause: one more column per cause (table, CSV), a causes "
+            "object per row (JSON). Not with --by cause or --include-abandoned.",
         )
         parser.add_argument(
             "--since",
@@ -68,7 +75,15 @@ class Command(HermesCommand):
         if sort is not None and sort not in reporting.SORTS:
             raise CommandError(f"unknown --sort {sort!r}; choose one of {', '.join(reporting.SORTS)}.")
         limit = parse_rate(options["fail_above"], "--fail-above") if options["fail_above"] is not None else None
+        breakdown = options["breakdown"] is not None
+        if breakdown and options["breakdown"] != "cause":
+            raise CommandError(f"unknown --breakdown {options['breakdown']!r}; the one breakdown is cause.")
+        if breakdown and (options["by"] == "cause" or options["include_abandoned"]):
+            raise CommandError(
+                "--breakdown cause goes with --by model|source|day|week|month, without --include-abandoned."
+            )
         rates = abandoned_agent_rates if options["include_abandoned"] else empty_session_rates
+        rates = empty_cause_breakdown if breakdown else rates
         report = self.call(
             rates,
             options["by"],
@@ -80,7 +95,10 @@ class Command(HermesCommand):
         )
 
         abandoned = options["include_abandoned"]
-        if output_format == "table":
+        if breakdown:
+            self.write_breakdown(report, output_format, sort)
+            report = report.report
+        elif output_format == "table":
             table = reporting.format_abandoned_table if abandoned else reporting.format_table
             self.stdout.write(table(report, sort=sort or "rate"))
         else:
@@ -92,6 +110,24 @@ class Command(HermesCommand):
                 buffer = io.StringIO()
                 (reporting.write_abandoned_csv if abandoned else reporting.write_csv)(report, buffer)
                 self.stdout.write(buffer.getvalue(), ending="")  # records already end with CRLF
+
+        self.summarise(report, options, limit)
+
+    def write_breakdown(self, breakdown, output_format: str, sort: str | None) -> None:
+        if output_format == "table":
+            self.stdout.write(reporting.format_breakdown_table(breakdown, sort=sort or "rate"))
+            return
+        if sort is not None:
+            breakdown = reporting.sorted_breakdown(breakdown, sort)
+        if output_format == "json":
+            self.stdout.write(reporting.breakdown_json(breakdown))
+        else:
+            buffer = io.StringIO()
+            reporting.write_breakdown_csv(breakdown, buffer)
+            self.stdout.write(buffer.getvalue(), ending="")
+
+    def summarise(self, report, options, limit) -> None:
+        abandoned = options["include_abandoned"]
 
         def empty_rate(row) -> float:
             return row.empty_rate if abandoned else row.rate

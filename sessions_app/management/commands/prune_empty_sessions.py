@@ -2,6 +2,10 @@
 
 import datetime as dt
 import json
+import os
+from pathlib import Path
+
+from django.core.management.base import CommandError
 
 from agents_app.models import LanguageModel
 from sessions_app.analytics import NO_MODEL_KEY
@@ -60,6 +64,18 @@ class Command(HermesCommand):
             help=f"Sessions deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
         )
         parser.add_argument(
+            "--archive",
+            metavar="PATH",
+            help="Write every deleted session (all columns, JSON Lines) to PATH, fsynced before its batch's "
+            "deletion commits; '-' writes to stdout (the report then goes to stderr). PATH must not exist "
+            "unless --archive-append is given; its directory must exist.",
+        )
+        parser.add_argument(
+            "--archive-append",
+            action="store_true",
+            help="Append to an existing --archive file (e.g. when rerunning after a crash).",
+        )
+        parser.add_argument(
             "--tally-keep-days",
             type=int,
             default=None,
@@ -81,6 +97,13 @@ class Command(HermesCommand):
         }
         self.verbosity = options["verbosity"]
         self.as_json = options["format"] == "json"
+        archive_path = options["archive"]
+        if archive_path == "-" and self.as_json:
+            raise CommandError("--archive - and --format json both want stdout; archive to a file instead.")
+        if archive_path not in (None, "-"):
+            check_archive_path(Path(archive_path), append=options["archive_append"])
+        # With the archive on stdout, the report goes to stderr: stdout carries the data alone.
+        self.out = self.stderr if archive_path == "-" else self.stdout
         if options["model"] and not LanguageModel.objects.using(using).filter(name=options["model"]).exists():
             self.stderr.write(self.style.WARNING(f"No model named {options['model']!r} is registered."))
 
@@ -100,7 +123,13 @@ class Command(HermesCommand):
         self.expected = plan.total_deleted
         self.on_terminal = self.stderr.isatty()
         progress = self.show_progress if self.wants_progress(self.verbosity) else None
-        result = self.run(dry_run=False, progress=progress, **query)
+        if archive_path is None:
+            result = self.run(dry_run=False, progress=progress, **query)
+        elif archive_path == "-":
+            result = self.run(dry_run=False, progress=progress, archive=self.stdout, **query)
+        else:
+            with open_archive(Path(archive_path), append=options["archive_append"]) as archive:
+                result = self.run(dry_run=False, progress=progress, archive=archive, **query)
         if progress and self.on_terminal:
             self.stderr.write("")
         tally = self.prune_tally(dry_run=False, **tally_query)
@@ -150,36 +179,61 @@ class Command(HermesCommand):
                     "agents": tally.agents,
                 },
             }
-            self.stdout.write(json.dumps(data, indent=2))
+            self.out.write(json.dumps(data, indent=2))
             return
         if self.verbosity == 0:
             return
         verb = "Would delete" if result.dry_run else "Deleted"
         cutoff = f"{result.cutoff:%Y-%m-%d %H:%M} UTC"
         if not result.total_deleted:
-            self.stdout.write(f"Nothing to prune: no eligible empty session started before {cutoff}.")
+            self.out.write(f"Nothing to prune: no eligible empty session started before {cutoff}.")
         else:
-            self.stdout.write(
+            self.out.write(
                 f"{verb} {result.total_deleted:,} empty sessions started before {cutoff} "
                 f"(older than {describe_duration(older_than)}):"
             )
             width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
-            self.stdout.write(f"  {'model':<{width}}  {'sessions':>10}")
+            self.out.write(f"  {'model':<{width}}  {'sessions':>10}")
             for name, count in rows:
-                self.stdout.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
-            self.stdout.write(self.style.SUCCESS(f"  {'total':<{width}}  {result.total_deleted:>10,}"))
+                self.out.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
+            self.out.write(self.style.SUCCESS(f"  {'total':<{width}}  {result.total_deleted:>10,}"))
         if result.total_kept:
-            self.stdout.write(f"Kept {result.total_kept:,} empty sessions:")
+            self.out.write(f"Kept {result.total_kept:,} empty sessions:")
             for reason, count in result.kept.items():
                 if count:
-                    self.stdout.write(f"  {KEPT_REASONS[reason]}: {count:,}")
+                    self.out.write(f"  {KEPT_REASONS[reason]}: {count:,}")
         if tally.before is None:
-            self.stdout.write("Abandoned-agent tally: retention is off; every day is kept.")
+            self.out.write("Abandoned-agent tally: retention is off; every day is kept.")
         elif tally.rows:
             verb = "Would delete" if tally.dry_run else "Deleted"
-            self.stdout.write(
+            self.out.write(
                 f"{verb} {tally.rows:,} abandoned-agent tally rows ({tally.agents:,} agents) from days before "
                 f"{tally.before}."
             )
         elif self.verbosity >= 2:
-            self.stdout.write(f"Abandoned-agent tally: nothing from before {tally.before}.")
+            self.out.write(f"Abandoned-agent tally: nothing from before {tally.before}.")
+
+
+def check_archive_path(path: Path, *, append: bool) -> None:
+    """``CommandError`` for an archive whose directory does not exist, or an existing file unless ``append``."""
+    if not path.parent.is_dir():
+        raise CommandError(f"--archive: directory {str(path.parent)!r} does not exist.")
+    if path.is_dir():
+        raise CommandError(f"--archive: {str(path)!r} is a directory.")
+    if path.exists() and not append:
+        raise CommandError(f"--archive: {str(path)!r} exists; pass --archive-append to add to it.")
+
+
+def open_archive(path: Path, *, append: bool):
+    """The archive file, opened for appending or created (never truncated); a new file's directory
+    entry is fsynced too, so the file itself survives a crash."""
+    try:
+        archive = path.open("a" if append else "x", encoding="utf-8")
+    except OSError as exc:
+        raise CommandError(f"--archive: cannot open {str(path)!r}: {exc.strerror}.") from None
+    descriptor = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return archive

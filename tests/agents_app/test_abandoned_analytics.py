@@ -18,7 +18,7 @@ from django.urls import reverse
 from agents_app.models import AbandonedAgentTally
 from agents_app.services import record_abandoned_agent
 from sessions_app.analytics import abandoned_agent_counts, abandoned_agent_rates, empty_session_rates
-from sessions_app.pruning import prune_abandoned_tally
+from sessions_app.retention import prune_abandoned_tally
 from sessions_app.services import append_messages
 
 GPT, OPUS = "openai/gpt-5", "anthropic/claude-opus-4.6"

@@ -14,10 +14,9 @@ from sessions_app.pruning import (
     DEFAULT_BATCH_SIZE,
     KEPT_REASONS,
     PruneResult,
-    TallyPruneResult,
-    prune_abandoned_tally,
     prune_empty_sessions,
 )
+from sessions_app.retention import TallyPruneResult, prune_abandoned_tally
 
 
 class Command(HermesCommand):

@@ -81,7 +81,7 @@ def verify_sessions(
             suspects = _drifted(batch, _truth(using, batch[0][0], batch[-1][0]))
             if suspects and not repair:
                 # Whatever committed between the queries above is settled once the rows are locked.
-                locked = Session.objects.using(using).select_for_update().filter(pk__in=[row[0] for row in suspects])
+                locked = Session.objects.using(using).select_for_update().filter(pk__in=[row[0] for row, _ in suspects])
                 rows = list(locked.order_by("pk").values_list("pk", "has_messages", "message_count", "tool_call_count"))
                 suspects = _drifted(rows, _truth(using, rows[0][0], rows[-1][0])) if rows else []
             for row, truth in suspects:

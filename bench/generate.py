@@ -16,6 +16,12 @@ the raw driver, in chunks, in session-id order (so every index is appended to): 
 SQLite, COPY on PostgreSQL, multi-row INSERT on MariaDB/MySQL, with foreign-key checks off during
 the load (the rows are consistent by construction). The tables are analysed at the end, so the
 planner sees the real sizes.
+
+The has-messages flag is written by this script, not by the triggers: on PostgreSQL the load runs
+with ``session_replication_role = replica``, which switches every trigger off (the flag's too), so
+each session row carries ``has_messages`` = "this session gets at least one message", and its
+messages go in the same transaction. On SQLite and MariaDB the triggers stay on and find the flag
+already set. ``manage.py verify_sessions`` on the result reports no drift.
 """
 
 import argparse
@@ -59,7 +65,7 @@ CHUNK = 20_000  # sessions per transaction
 SESSION_COLUMNS = (
     "id", "model_id", "source", "user_id", "started_at", "ended_at", "end_reason", "message_count",
     "tool_call_count", "api_call_count", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "title",
+    "cache_write_tokens", "reasoning_tokens", "title", "has_messages",
 )  # fmt: skip
 MESSAGE_COLUMNS = ("session_id", "role", "content", "tool_calls", "tool_name", "timestamp", "token_count", "model_id")
 TOOL_CALLS = '[{"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": "{}"}}]'
@@ -160,6 +166,7 @@ def sessions_and_messages(n_sessions: int, seed: int, end: dt.datetime, days: in
                 0,
                 0,
                 None if empty else f"Conversation {n}",
+                count > 0,  # has_messages, exact by construction (see the module docstring)
             )
         )
         if len(sessions) >= CHUNK:

@@ -68,6 +68,17 @@ class Session(models.Model):
     estimated_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
     actual_cost_usd = models.DecimalField(max_digits=20, decimal_places=10, null=True, blank=True)
 
+    has_messages = models.BooleanField(
+        default=False,
+        # Also a database default, so raw writers that list only the columns they know still insert.
+        db_default=False,
+        editable=False,
+        help_text=(
+            "Whether the session has at least one message row. Kept exact at every commit by "
+            "triggers on the message table (migration 0004), whoever writes; never set it yourself."
+        ),
+    )
+
     title = models.CharField(max_length=500, null=True, blank=True)
     cwd = models.TextField(null=True, blank=True, help_text="Working directory of the agent (newer hermes releases).")
     extra = models.JSONField(
@@ -79,17 +90,18 @@ class Session(models.Model):
     class Meta:
         ordering = ["-started_at"]
         indexes = [
-            # Per-model report (optionally limited in time) and the admin's model filter. ``id``
-            # makes it covering: the report (group by model, EXISTS on messages by session id)
-            # is answered from this index and the message index, without reading session rows.
-            models.Index(fields=["model", "started_at", "id"], name="session_model_started_id"),
+            # Per-model report (optionally limited in time) and the admin's model filter, read
+            # from the flag: empty/non-empty per model is counted from this index alone, without
+            # reading session rows or probing the message table.
+            models.Index(fields=["model", "started_at", "has_messages"], name="session_model_started_flag"),
             # Per-source report and the admin's source filter; covering for the same reason.
-            models.Index(fields=["source", "started_at", "id"], name="session_source_started_id"),
+            models.Index(fields=["source", "started_at", "has_messages"], name="session_source_started_flag"),
+            # Per-day/week/month trend and the all-models total: covering for the same reason.
+            models.Index(fields=["started_at", "has_messages"], name="session_started_flag"),
             # The admin's end_reason filter: its choices (SELECT DISTINCT end_reason) skip along
             # this index instead of reading the whole table on every changelist load.
             models.Index(fields=["end_reason", "started_at"], name="session_end_reason_started"),
-            # Default admin ordering, daily/weekly trend, prune by age.
-            models.Index(fields=["started_at"], name="session_started"),
+            # (session_started_flag above also serves the admin's default ordering and prune by age.)
         ]
 
     def __str__(self):

@@ -120,18 +120,18 @@ def prune_empty_sessions(
         result.deleted = {row["model__name"]: row["n"] for row in per_model.order_by()}
         return result
 
-    # The scan walks old (and closed) sessions in key order and asks EXISTS per row in the select
-    # list, so each page costs the same. With NOT EXISTS in the WHERE instead, PostgreSQL planned
-    # a merge anti-join that re-read the message index from its start for every page: quadratic.
-    scan = scope.started_before(cutoff)
-    scan = (scan if include_open else scan.ended()).with_has_messages().with_has_children()
-    scan = scan.order_by("pk").values_list("pk", "model_id", "has_messages", "has_children")
+    # The scan walks old (and closed) empty sessions in key order and asks EXISTS for children per
+    # row in the select list, so each page costs the same. With NOT EXISTS in the WHERE instead,
+    # PostgreSQL planned a merge anti-join that re-read an index from its start for every page.
+    scan = scope.empty().started_before(cutoff)
+    scan = (scan if include_open else scan.ended()).with_has_children()
+    scan = scan.order_by("pk").values_list("pk", "model_id", "has_children")
 
     def candidates():
         last_pk = None
         while rows := list((scan if last_pk is None else scan.filter(pk__gt=last_pk))[:batch_size]):
             last_pk = rows[-1][0]  # in the database's order, which may differ from Python's
-            yield from ((pk, model_id) for pk, model_id, messages, children in rows if not messages and not children)
+            yield from ((pk, model_id) for pk, model_id, children in rows if not children)
 
     condition = Session.objects.prunable_condition(cutoff, include_open=include_open)
     deleted = Counter()

@@ -72,16 +72,13 @@ class SessionQuerySet(models.QuerySet):
         return Exists(self.model._default_manager.filter(parent_session_id=OuterRef("pk")))
 
     def empty(self):
-        """Sessions without any message row."""
-        return self.filter(~self._message_rows())
+        """Sessions without any message row: the ``has_messages`` flag, which the database's
+        triggers keep equal to the rows at every commit (``verify_sessions`` checks it)."""
+        return self.filter(has_messages=False)
 
     def non_empty(self):
-        """Sessions with at least one message row."""
-        return self.filter(self._message_rows())
-
-    def with_has_messages(self):
-        """Annotate ``has_messages`` (bool) on each session."""
-        return self.annotate(has_messages=self._message_rows())
+        """Sessions with at least one message row (the flag, as ``empty()``)."""
+        return self.filter(has_messages=True)
 
     def with_has_children(self):
         """Annotate ``has_children`` (bool) on each session."""
@@ -147,13 +144,17 @@ class SessionQuerySet(models.QuerySet):
         return queryset
 
     def prunable(self, cutoff=None, *, include_open: bool = False):
-        """Sessions that may be deleted: empty, continued by no other session, started before
-        ``cutoff`` (None: any time) and ended (unless ``include_open``)."""
-        return self.filter(self.prunable_condition(cutoff, include_open=include_open))
+        """Sessions that may be deleted: empty (by the flag), continued by no other session, started
+        before ``cutoff`` (None: any time) and ended (unless ``include_open``)."""
+        queryset = self.empty().without_children()
+        if cutoff is not None:
+            queryset = queryset.started_before(cutoff)
+        return queryset if include_open else queryset.ended()
 
     def prunable_condition(self, cutoff=None, *, include_open: bool = False) -> Q:
-        """``prunable``'s condition as a ``Q``, for a statement that must re-check it (the DELETE)."""
-        condition = ~self._message_rows() & ~self._children()
+        """``prunable``'s condition as a ``Q`` for the DELETE itself, which re-checks the message
+        rows (the truth) and not only the flag: a deletion never relies on the flag alone."""
+        condition = Q(has_messages=False) & ~self._message_rows() & ~self._children()
         if cutoff is not None:
             condition &= Q(started_at__lt=cutoff)
         return condition if include_open else condition & Q(ended_at__isnull=False)

@@ -153,9 +153,6 @@ class SessionAdmin(admin.ModelAdmin):
         ),
     ]
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).with_has_messages()
-
     def get_readonly_fields(self, request, obj=None):
         # The id is the key the agents write to: set once, never edited.
         return [*self.readonly_fields, "id"] if obj else self.readonly_fields

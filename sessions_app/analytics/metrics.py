@@ -1,6 +1,6 @@
 """What ``GET /metrics`` exposes, read in two grouped queries: plain data, no Prometheus here.
 
-- sessions per (model, source): how many, how many empty (``empty_condition()``, the reports' one
+- sessions per (model, source): how many, how many empty (``session_counts()``, the reports' one
   definition), the sum of their stored ``message_count`` counters, and the newest ``started_at``;
 - abandoned agents per (model, source, end reason), summed over the days of the tally.
 
@@ -15,19 +15,16 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, DateTimeField, IntegerField, Max, Min, Sum, Value
+from django.db.models import IntegerField, Max, Min, Sum, Value
 from django.db.models.functions import Coalesce
 
 from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text
-from sessions_app.analytics.filters import empty_condition
+from sessions_app.analytics.filters import session_counts
 from sessions_app.analytics.rates import NO_MODEL_KEY
 from sessions_app.models import Session
 
 OTHER_MODELS_KEY = "other"
-# PostgreSQL counts the empty sessions faster as an anti-join of their own (UNION ALL the totals)
-# than as one message-index probe per session inside the aggregate; see session_and_empty_counts.
-_UNION_VENDORS = {"postgresql"}
 
 
 @dataclass(frozen=True)
@@ -114,9 +111,9 @@ def _model_key(name: str | None) -> str:
 
 def _session_rows(using: str):
     """``(model key, source, sessions, empty, messages, newest started_at)`` per (model, source),
-    in one statement. On PostgreSQL a group may come in two rows (the caller adds them up)."""
+    in one statement (a group may come in more than one row on some backends: the caller adds them up)."""
     connection = connections[using]
-    # Grouping by model_id follows the (model, started_at, id) index; a model id has one name,
+    # Grouping by model_id follows the (model, started_at, has_messages) index; a model id has one name,
     # which Min() carries along. The source is grouped exactly ("CLI" apart from "cli") everywhere.
     groups = (
         Session.objects.using(using)
@@ -129,19 +126,11 @@ def _session_rows(using: str):
     # sum of counters is one column read per session, where counting message rows would read
     # the whole message index.
     messages = Coalesce(Sum("message_count"), Value(0), output_field=IntegerField())
-    if connection.vendor in _UNION_VENDORS:
-        totals = groups.annotate(sessions=Count("pk"), empty=Value(0), messages=messages, newest=Max("started_at"))
-        empties = groups.filter(empty_condition()).annotate(
-            sessions=Value(0), empty=Count("pk"), messages=Value(0), newest=Value(None, DateTimeField())
-        )
-        rows = totals.values_list(*columns).union(empties.values_list(*columns), all=True)
-    else:
-        rows = groups.annotate(
-            sessions=Count("pk"),
-            empty=Count("pk", filter=empty_condition()),
-            messages=messages,
-            newest=Max("started_at"),
-        ).values_list(*columns)
+    rows = groups.annotate(
+        **session_counts(),
+        messages=messages,
+        newest=Max("started_at"),
+    ).values_list(*columns)
     for name, source, sessions, empty, message_sum, newest in rows:
         yield _model_key(name), source, int(sessions), int(empty), int(message_sum), newest
 

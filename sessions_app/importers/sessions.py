@@ -51,7 +51,7 @@ class SessionPages:
                 continue
             extra[LAST_MESSAGE_KEY] = 0
             session = {"id": sid, "model_id": self._model_id(page, model), "parent_session_id": None, "extra": extra}
-            session.update(fields, message_count=0, tool_call_count=0)
+            session.update(fields, message_count=0, tool_call_count=0, has_messages=False)
             if parent == sid:
                 page.warn(f"session {sid}: is its own parent; link dropped")
             elif parent:

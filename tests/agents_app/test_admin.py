@@ -103,7 +103,7 @@ def test_one_query_whatever_the_number_of_models(admin_client, legacy_session):
     reading = [q for q in many.captured_queries if "sessions_app_session" in q["sql"]]
     assert len(reading) == 1
     # The page count and the provider filter never join the session table.
-    counting = [q["sql"] for q in many.captured_queries if "COUNT(*)" in q["sql"].upper()]
+    counting = [q["sql"] for q in many.captured_queries if "__count" in q["sql"]]  # Django's .count()
     assert counting and all("sessions_app_session" not in sql for sql in counting)
 
 

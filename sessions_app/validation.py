@@ -147,10 +147,7 @@ def check_text(value, name: str) -> str | None:
         raise ValidationError({name: problem}, code="invalid")
     # A character takes at most 4 bytes as sent, so only long text needs counting.
     if 4 * len(value) > MAX_MESSAGE_BYTES and (size := sent_size(value)) > MAX_MESSAGE_BYTES:
-        raise ValidationError(
-            {name: f"takes {size:,} bytes as sent to the database; the limit is {MAX_MESSAGE_BYTES:,}."},
-            code="max_length",
-        )
+        raise _too_big_as_sent(name, size)
     return value
 
 
@@ -342,21 +339,32 @@ def check_message(message, *, now: dt.datetime, max_chars: int | None = None) ->
 
 def check_sent_size(fields: Mapping, json_size: int) -> None:
     """Refuse a message whose text and JSON take more than ``MAX_MESSAGE_BYTES`` as sent to the
-    database (UTF-8 and the worst case of escaping: the same verdict on every backend).
-    ``json_size`` is an upper bound of the JSON fields' size; exact sizes are computed only when
-    the bounds (4 bytes a character of text) do not already show that the message fits."""
-    texts = [fields[name] for name in ("content", "reasoning") if fields[name]]
-    if 4 * sum(map(len, texts)) + json_size <= MAX_MESSAGE_BYTES:
+    database (UTF-8 and the worst case of escaping: the same verdict on every backend); keyed by
+    the field when one field alone is too big. ``json_size`` is an upper bound of the JSON
+    fields' size; exact sizes are computed only when the bounds (4 bytes a character of text) do
+    not already show that the message fits."""
+    texts = {name: fields[name] for name in ("content", "reasoning") if fields[name]}
+    if 4 * sum(map(len, texts.values())) + json_size <= MAX_MESSAGE_BYTES:
         return
-    documents = [fields[name] for name in ("tool_calls", "extra") if fields[name] is not None]
     # json.dumps as Django's JSONField serialises (ASCII, escaped): the text the statement carries.
-    size = sum(map(sent_size, texts)) + sum(sent_size(json.dumps(doc)) for doc in documents)
-    if size > MAX_MESSAGE_BYTES:
+    documents = {name: json.dumps(fields[name]) for name in ("tool_calls", "extra") if fields[name] is not None}
+    sizes = {name: sent_size(text) for name, text in (texts | documents).items()}
+    for name, size in sizes.items():
+        if size > MAX_MESSAGE_BYTES:
+            raise _too_big_as_sent(name, size)
+    if (size := sum(sizes.values())) > MAX_MESSAGE_BYTES:
         raise ValidationError(
             f"takes {size:,} bytes as sent to the database (content, reasoning, tool_calls and extra together, "
             f"counting UTF-8 and escaping); the limit is {MAX_MESSAGE_BYTES:,}.",
             code="max_length",
         )
+
+
+def _too_big_as_sent(name: str, size: int) -> ValidationError:
+    return ValidationError(
+        {name: f"takes {size:,} bytes as sent to the database; the limit is {MAX_MESSAGE_BYTES:,}."},
+        code="max_length",
+    )
 
 
 # The importer's name for it, from when the bound counted stored bytes only.

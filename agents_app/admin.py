@@ -8,6 +8,7 @@ from django.utils.html import format_html
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.admin.links import session_changelist_url
+from sessions_app.admin.sessions import BoundedSearchMixin
 from sessions_app.analytics import session_counts_by_model, with_session_counts
 
 # Above this many models with sessions, the list falls back to correlated counts per model row
@@ -16,7 +17,7 @@ MAX_CASE_MODELS = 2000
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(admin.ModelAdmin):
+class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
     # Column names differ from the model's "sessions" relation: the changelist would sort by that.
     list_display = ["name", "provider", "session_total", "empty_total", "empty_rate_percent"]
     list_filter = ["provider"]
@@ -55,7 +56,7 @@ class LanguageModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(AbandonedAgentTally)
-class AbandonedAgentTallyAdmin(admin.ModelAdmin):
+class AbandonedAgentTallyAdmin(BoundedSearchMixin, admin.ModelAdmin):
     """The abandoned-agent tally, read-only: agents write it, ``prune_empty_sessions`` trims it."""
 
     list_display = ["day", "model", "source", "end_reason", "count"]

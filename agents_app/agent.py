@@ -5,15 +5,17 @@ through ``sessions_app.services.append_messages``, which creates the session row
 the first batch, so an agent that never speaks leaves nothing behind.
 """
 
+import contextlib
 import datetime as dt
 import logging
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from agents_app import services as agent_services
-from sessions_app import services
+from sessions_app import services, validation
 
 logger = logging.getLogger(__name__)
 
@@ -90,11 +92,18 @@ class Agent:
     def add_usage(self, **counters: int) -> None:
         """Buffer token usage (input_tokens, output_tokens, ...), saved with the next flush.
 
+        Validated at once: an unknown counter, a value that is not a whole number >= 0, or a
+        buffered total past the largest increment is a ValidationError, and nothing of this call
+        is buffered, so one bad report cannot block the agent's later flushes.
+
         Usage reported after the last message still reaches the session: ``flush()``, ``end()``
         and ``compress()`` add it to the session's counters when there is a session. An agent
         that never saved a message has no session to add it to, so its usage is not stored."""
-        for name, value in counters.items():
-            self._usage[name] = self._usage.get(name, 0) + value
+        added = validation.check_usage(counters)
+        total = dict(self._usage)
+        for name, value in added.items():
+            total[name] = total.get(name, 0) + value
+        self._usage = validation.check_usage(total)
 
     def switch_model(self, model: str) -> None:
         """Use another model from now on; the session keeps the model of its first message."""
@@ -112,16 +121,32 @@ class Agent:
         if not self._pending:
             if self._usage and (self.saved_count or self._resumed):
                 usage = dict(self._usage)
-                if services.add_usage(self.session_id, usage, using=self.using):
-                    self._usage = {}
+                with self._dropping_refused_usage():
+                    if services.add_usage(self.session_id, usage, using=self.using):
+                        self._usage = {}
             return 0
         batch = list(self._pending)
-        services.append_messages(self.session_id, batch, **self._session_fields())
+        with self._dropping_refused_usage():
+            services.append_messages(self.session_id, batch, **self._session_fields())
         # Only now, after the commit: a failed flush keeps everything for the retry.
         del self._pending[: len(batch)]
         self._usage = {}
         self.saved_count += len(batch)
         return len(batch)
+
+    @contextlib.contextmanager
+    def _dropping_refused_usage(self):
+        """Let a ValidationError through, but first forget buffered usage it refuses: usage that
+        would overflow the session's stored counters can never be saved, and kept it would fail
+        every later flush. The messages stay buffered; the next flush saves them."""
+        try:
+            yield
+        except ValidationError as exc:
+            keys = exc.message_dict.keys() if hasattr(exc, "error_dict") else ()
+            if keys and all(key.startswith("usage") for key in keys):
+                logger.warning("agent %s: dropping usage %s: %s", self.session_id, self._usage, exc.messages)
+                self._usage = {}
+            raise
 
     def _session_fields(self) -> dict:
         """What the save path needs to know of this agent, besides the messages."""
@@ -166,13 +191,14 @@ class Agent:
             system_prompt=self.system_prompt,
             using=self.using,
         )
-        session = services.compress_session(
-            self.session_id,
-            child_session_id=child.session_id,
-            summary=summary,
-            pending_messages=self._pending,
-            **self._session_fields(),
-        )
+        with self._dropping_refused_usage():
+            session = services.compress_session(
+                self.session_id,
+                child_session_id=child.session_id,
+                summary=summary,
+                pending_messages=self._pending,
+                **self._session_fields(),
+            )
         self.saved_count += len(self._pending)
         self._pending = []
         self._usage = {}

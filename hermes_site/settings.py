@@ -5,13 +5,18 @@ Environment:
     DJANGO_SECRET_KEY     required unless DJANGO_DEBUG is on
     DJANGO_DEBUG          "1"/"true"/"yes"/"on" to enable debug mode (default: off)
     DJANGO_ALLOWED_HOSTS  comma-separated host names (default: localhost names in debug only)
-    HERMES_MAX_CONTENT_CHARS   largest message content accepted by the save path
+    DJANGO_CONN_MAX_AGE   seconds a database connection is kept open (default 0: per request)
+    DJANGO_SECURE_HSTS_SECONDS  HSTS max-age when DJANGO_DEBUG is off (default one year)
+    HERMES_MAX_CONTENT_CHARS   largest message content accepted by the save path (default 4 Mi)
     HERMES_TRACK_ABANDONED_AGENTS          count agents that end without a message (default on)
     HERMES_ABANDONED_TALLY_RETENTION_DAYS  days of that tally kept by prune_empty_sessions (400)
     HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
     HERMES_METRICS_TOKEN       bearer token for GET /metrics (default: none, staff login only)
     HERMES_METRICS_MAX_MODELS  model names exposed by /metrics, the rest as "other" (default 50)
     HERMES_OPEN_GRACE          how long an open empty session may still speak (24h; 30m, 7d, seconds)
+
+A bad value stops start-up with one ImproperlyConfigured line naming the variable and what it
+accepts (``manage.py`` prints just that line).
 """
 
 import datetime as dt
@@ -35,6 +40,20 @@ def env_bool(name: str, default: bool = False) -> bool:
     if value in {"0", "false", "no", "off"}:
         return False
     raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false, yes/no, on/off), got {value!r}.")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """An integer setting from the environment: ``default`` when unset or blank, else a whole
+    number (decimal digits) from ``minimum`` to ``maximum``."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    text = value.strip()
+    number = int(text) if re.fullmatch(r"[+-]?[0-9]{1,18}", text) else None
+    if number is None or number < minimum or (maximum is not None and number > maximum):
+        accepted = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+        raise ImproperlyConfigured(f"{name} must be a whole number {accepted}, got {value!r}.")
+    return number
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
@@ -73,6 +92,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "hermes_site.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -104,8 +124,9 @@ ASGI_APPLICATION = "hermes_site.asgi.application"
 
 def database_config(url: str) -> dict:
     """Parse DATABASE_URL and add the per-backend options the save path relies on."""
+    conn_max_age = env_int("DJANGO_CONN_MAX_AGE", 0)
     try:
-        config = dj_database_url.parse(url, conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", "0")))
+        config = dj_database_url.parse(url, conn_max_age=conn_max_age)
     except Exception as exc:  # dj_database_url raises plain ValueError/KeyError on bad URLs
         raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from exc
     engine = config["ENGINE"]
@@ -162,26 +183,24 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 
 # Largest message content (in characters) the save path accepts; larger content is refused
 # with a ValidationError rather than truncated, so nothing is silently lost.
-HERMES_MAX_CONTENT_CHARS = int(os.environ.get("HERMES_MAX_CONTENT_CHARS", str(4 * 1024 * 1024)))
+# Above 12 Mi characters it would change nothing: the save path also refuses a message taking
+# more than 12 MiB as sent to the database (sessions_app.validation.MAX_MESSAGE_BYTES).
+HERMES_MAX_CONTENT_CHARS = env_int("HERMES_MAX_CONTENT_CHARS", 4 * 1024 * 1024, minimum=1, maximum=12 * 1024 * 1024)
 
 # Count agents that end without ever saving a message (one upsert per such agent into a
 # per-day tally), so the "fails before speaking" signal survives lazy session creation.
 HERMES_TRACK_ABANDONED_AGENTS = env_bool("HERMES_TRACK_ABANDONED_AGENTS", True)
 # How many days of that tally prune_empty_sessions keeps.
-HERMES_ABANDONED_TALLY_RETENTION_DAYS = int(os.environ.get("HERMES_ABANDONED_TALLY_RETENTION_DAYS", "400"))
+HERMES_ABANDONED_TALLY_RETENTION_DAYS = env_int(
+    "HERMES_ABANDONED_TALLY_RETENTION_DAYS", 400, minimum=1, maximum=100_000
+)
 
 # GET /metrics: scrapers send "Authorization: Bearer <HERMES_METRICS_TOKEN>"; unset or empty,
 # only a staff login with sessions_app.view_session may scrape. Never log it.
 HERMES_METRICS_TOKEN = os.environ.get("HERMES_METRICS_TOKEN", "").strip()
 # At most this many model names label the metrics (by agents seen); the rest are summed as
 # model="other", so a flood of model names cannot flood Prometheus with series.
-_max_models = os.environ.get("HERMES_METRICS_MAX_MODELS", "50")
-try:
-    HERMES_METRICS_MAX_MODELS = int(_max_models)
-except ValueError:
-    HERMES_METRICS_MAX_MODELS = 0
-if HERMES_METRICS_MAX_MODELS < 1:
-    raise ImproperlyConfigured(f"HERMES_METRICS_MAX_MODELS must be a whole number of at least 1, got {_max_models!r}.")
+HERMES_METRICS_MAX_MODELS = env_int("HERMES_METRICS_MAX_MODELS", 50, minimum=1)
 
 
 def env_duration(name: str, default: str) -> dt.timedelta:
@@ -211,7 +230,7 @@ if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "31536000"))
+    SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
     SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
     if not SECURE_HSTS_PRELOAD:
@@ -219,6 +238,9 @@ if not DEBUG:
         # internal one), so it is opt-in; W021 only says it is not on.
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
     CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# The debug error page hides DATABASE_URL-like settings and META entries and URL passwords too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "hermes_site.middleware.SecretsHidingReporterFilter"
 
 LOGGING = {
     "version": 1,

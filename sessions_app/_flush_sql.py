@@ -18,10 +18,11 @@ from django.db import connections
 
 from hermes_site.db import column_adapter
 from sessions_app.models import Message, Session
-from sessions_app.validation import USAGE_FIELDS
+from sessions_app.validation import COUNTER_LIMITS, USAGE_FIELDS
 
 # The counters a flush adds to: the ones it counts itself, then the caller's usage increments.
 COUNTERS = ("message_count", "tool_call_count", *sorted(USAGE_FIELDS))
+_LIMITS = tuple(COUNTER_LIMITS[name] for name in COUNTERS)
 # The message columns a flush writes: the session and model (one value for the whole batch),
 # then the fields of ``validation.check_message``'s dicts.
 _BATCH_FIELDS = ("session_id", "model_id")
@@ -32,21 +33,30 @@ _MESSAGE_FIELDS = tuple(
 
 @cache
 def _counter_update(alias: str, vendor: str) -> tuple[str, str | None]:
-    """``UPDATE session SET counter = counter + %s, ... WHERE id = %s`` returning the whole row,
-    and, where the backend has no ``UPDATE ... RETURNING``, the SELECT that reads the row after it."""
+    """``UPDATE session SET counter = counter + %s, ... WHERE id = %s AND counter <= %s AND ...``
+    returning the whole row, and, where the backend has no ``UPDATE ... RETURNING``, the SELECT
+    that reads the row after it.
+
+    The overflow guard is in the statement itself: each counter must be at most its limit minus
+    the increment (computed here, so no arithmetic in SQL can overflow), or the row is not
+    updated at all. Checking in the same statement, rather than reading the counters first under
+    a lock, keeps the common flush at one statement and is atomic by construction; the rare
+    refusal is told apart from a missing session, and explained, with ``stored_counters``."""
     connection = connections[alias]
     quote = connection.ops.quote_name
     meta = Session._meta
     table, key = quote(meta.db_table), quote(meta.pk.column)
-    sets = ", ".join(f"{quote(c)} = {quote(c)} + %s" for c in (meta.get_field(n).column for n in COUNTERS))
-    columns = ", ".join(quote(f.column) for f in meta.concrete_fields)
+    columns = [quote(meta.get_field(name).column) for name in COUNTERS]
+    sets = ", ".join(f"{c} = {c} + %s" for c in columns)
+    bounds = " AND ".join(f"{c} <= %s" for c in columns)
+    returned = ", ".join(quote(f.column) for f in meta.concrete_fields)
     # Only quoted names from the models' metadata are interpolated; values are parameters.
-    update = f"UPDATE {table} SET {sets} WHERE {key} = %s"  # noqa: S608
+    update = f"UPDATE {table} SET {sets} WHERE {key} = %s AND {bounds}"  # noqa: S608
     # SQLite 3.35+ and PostgreSQL hand the updated row back in the same statement; MariaDB has no
     # UPDATE ... RETURNING, so there the row is read after the update, under the lock it took.
     if vendor in {"postgresql", "sqlite"} and connection.features.can_return_columns_from_insert:
-        return f"{update} RETURNING {columns}", None
-    return update, f"SELECT {columns} FROM {table} WHERE {key} = %s"  # noqa: S608
+        return f"{update} RETURNING {returned}", None
+    return update, f"SELECT {returned} FROM {table} WHERE {key} = %s"  # noqa: S608
 
 
 @cache
@@ -109,11 +119,13 @@ def insert_messages(session_id: str, model_id: int | None, messages: list[dict],
 
 def add_to_counters(session_id: str, increments: dict[str, int], *, using: str) -> Session | None:
     """Add ``increments`` to an existing session's counters; returns the updated session, or None
-    (and changes nothing) when there is no such session. The UPDATE also locks the row."""
+    (and changes nothing) when there is no such session or when an increment would take a counter
+    past its limit (``validation.COUNTER_LIMITS``; see ``stored_counters``). The UPDATE
+    also locks the row."""
     connection = connections[using]
     update, select = _counter_update(using, connection.vendor)
-    params = [increments.get(name, 0) for name in COUNTERS]
-    params.append(session_id)
+    added = [increments.get(name, 0) for name in COUNTERS]
+    params = [*added, session_id, *(limit - increment for limit, increment in zip(_LIMITS, added, strict=True))]
     with connection.cursor() as cursor:
         cursor.execute(update, params)
         if select is None:
@@ -132,3 +144,9 @@ def add_to_counters(session_id: str, increments: dict[str, int], *, using: str) 
             value = function(value, column, connection)
         values.append(value)
     return Session.from_db(using, attnames, values)
+
+
+def stored_counters(session_id: str, *, using: str) -> dict[str, int] | None:
+    """The session's counters, locked until the transaction ends, or None when it does not exist:
+    read only after ``add_to_counters`` refused, to say which counter would overflow."""
+    return Session.objects.using(using).select_for_update().filter(pk=session_id).values(*COUNTERS).first()

@@ -15,10 +15,25 @@ from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, R
 
 SORTS = ("rate", "sessions", "key")
 ELLIPSIS = "…"
-# Spreadsheets run a cell starting with one of these as a formula (CSV injection).
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets run a cell starting with one of these as a formula (CSV injection): the ASCII
+# operators, their full-width forms (U+FF1D and so on: East Asian input methods type them, and
+# spreadsheets read them as the ASCII ones), and tab/CR. Leading blanks (space, no-break space,
+# ideographic space, zero-width characters) do not stop a formula, so ``_is_formula_like`` looks
+# through them.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\t", "\r")
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 _GAP = "  "
 _MIN_KEY_WIDTH = 8
+
+
+def _is_formula_like(cell: str) -> bool:
+    """Whether a spreadsheet could run ``cell`` as a formula, leading blanks or not."""
+    return cell.startswith(_FORMULA_STARTS) or cell.lstrip().lstrip(_INVISIBLE).lstrip().startswith(_FORMULA_STARTS)
+
+
+def neutralised(cell: str) -> str:
+    """``cell`` with a leading single quote when it is formula-like (OWASP's CSV-injection remedy)."""
+    return "'" + cell if _is_formula_like(cell) else cell
 
 
 def sort_rows(rows, sort: str = "rate") -> list[RateRow]:
@@ -50,9 +65,7 @@ def csv_rows(report: EmptySessionReport, *, neutralise_formulas: bool = True) ->
     """
     yield [report.by, "sessions", "empty", "rate"]
     for row in [*report.rows, report.total]:
-        key = row.key
-        if neutralise_formulas and key.startswith(_FORMULA_STARTS):
-            key = "'" + key
+        key = neutralised(row.key) if neutralise_formulas else row.key
         yield [key, row.sessions, row.empty, repr(row.rate)]
 
 
@@ -112,11 +125,9 @@ def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[
     yield [report.by, "sessions", "empty", "empty_rate", "abandoned", "abandoned_rate", "silent_rate", "reasons"]
     for row in [*report.rows, report.total]:
         key = row.key
-        if neutralise_formulas and key.startswith(_FORMULA_STARTS):
-            key = "'" + key
         reasons = "; ".join(f"{reason}={count}" for reason, count in sorted(row.reasons.items()))
-        if neutralise_formulas and reasons.startswith(_FORMULA_STARTS):
-            reasons = "'" + reasons
+        if neutralise_formulas:
+            key, reasons = neutralised(key), neutralised(reasons)
         yield [
             key,
             row.sessions,

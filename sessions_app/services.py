@@ -89,6 +89,8 @@ def append_messages(
                 session, created = sessions.get_or_create(pk=session_id, defaults=defaults)
                 if not created:
                     session = _flush_sql.add_to_counters(session_id, increments, using=using)
+                    if session is None:  # the row exists (and is locked): the increments would overflow
+                        _raise_overflow(session_id, increments, using=using)
             _flush_sql.insert_messages(session_id, model_id, batch.messages, using=using)
         return session, created
 
@@ -98,7 +100,8 @@ def append_messages(
 def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Add token usage (``input_tokens``, ``output_tokens``, ...) to an existing session's counters
     without a message: usage reported after the last flush. One UPDATE; returns False (and
-    writes nothing) when the session does not exist, since usage alone never creates a session."""
+    writes nothing) when the session does not exist, since usage alone never creates a session.
+    An increment that would take a counter past its limit is a ValidationError, nothing written."""
     session_id = validation.check_session_id(session_id)
     increments = validation.check_usage(usage)
     if not any(increments.values()):
@@ -106,9 +109,20 @@ def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT
 
     def write() -> bool:
         with transaction.atomic(using=using):
-            return _flush_sql.add_to_counters(session_id, increments, using=using) is not None
+            if _flush_sql.add_to_counters(session_id, increments, using=using) is not None:
+                return True
+            _raise_overflow(session_id, increments, using=using)  # unless there is no such session
+            return False
 
     return run_with_retry(write, using=using)
+
+
+def _raise_overflow(session_id: str, increments: Mapping[str, int], *, using: str) -> None:
+    """After ``add_to_counters`` changed nothing: raise the ValidationError naming the counters the
+    increments would overflow, or return when the session does not exist."""
+    stored = _flush_sql.stored_counters(session_id, using=using)
+    if stored is not None:
+        raise validation.counter_overflow(stored, increments)
 
 
 def end_session(

@@ -271,3 +271,72 @@ def test_add_usage_service(db):
         add_usage("s1", {"bogus": 1})
     session = Session.objects.get(pk="s1")
     assert (session.input_tokens, session.cache_read_tokens, session.message_count) == (5, 2, 1)
+
+
+# -- issue 17, item 4: usage is validated when added and cannot poison later flushes ------------
+
+
+@pytest.mark.parametrize(
+    ("counters", "key"),
+    [
+        ({"input_tokens": -1}, "usage.input_tokens"),
+        ({"input_tokens": 1.5}, "usage.input_tokens"),
+        ({"input_tokens": "12"}, "usage.input_tokens"),
+        ({"input_tokens": 10**5000}, "usage.input_tokens"),
+        ({"api_call_count": 2**31}, "usage.api_call_count"),
+        ({"bogus_tokens": 3}, "usage"),
+    ],
+    ids=["negative", "float", "text", "huge", "api-calls-past-32-bits", "unknown"],
+)
+def test_bad_usage_is_refused_at_once_and_later_flushes_work(db, counters, key):
+    agent = Agent("openai/gpt-5", "cli")
+    agent.add_message("user", "first")
+    agent.add_usage(input_tokens=7)
+    assert agent.flush() == 1
+    with pytest.raises(ValidationError) as info:
+        agent.add_usage(**counters)
+    assert key in info.value.message_dict
+    agent.add_usage(output_tokens=3)
+    agent.add_message("assistant", "saved after the refused usage")
+    assert agent.flush() == 1
+    agent.end()
+    session = Session.objects.get(pk=agent.session_id)
+    assert (session.message_count, session.input_tokens, session.output_tokens) == (2, 7, 3)
+    assert session.end_reason == "completed"
+    assert list(session.messages.order_by("id").values_list("content", flat=True))[-1] == (
+        "saved after the refused usage"
+    )
+
+
+def test_buffered_usage_past_the_increment_limit_is_refused_and_the_rest_kept(db):
+    agent = Agent("openai/gpt-5", "cli")
+    agent.add_usage(input_tokens=2**62)
+    with pytest.raises(ValidationError):
+        agent.add_usage(input_tokens=1, output_tokens=1)  # nothing of this call is buffered
+    agent.add_message("user", "hi")
+    agent.flush()
+    session = Session.objects.get(pk=agent.session_id)
+    assert (session.input_tokens, session.output_tokens) == (2**62, 0)
+
+
+@pytest.mark.parametrize("pending", [True, False], ids=["with-a-message", "usage-only"])
+def test_usage_the_stored_counter_cannot_take_is_dropped_and_the_agent_goes_on(db, pending):
+    agent = Agent("openai/gpt-5", "cli")
+    agent.add_message("user", "first")
+    agent.flush()
+    Session.objects.filter(pk=agent.session_id).update(input_tokens=2**63 - 5)
+    agent.add_usage(input_tokens=10)
+    if pending:
+        agent.add_message("assistant", "kept for the next flush")
+    with pytest.raises(ValidationError) as info:
+        agent.flush()
+    assert "usage.input_tokens" in info.value.message_dict
+    assert agent.pending_count == (1 if pending else 0)
+    assert agent.flush() == (1 if pending else 0)  # the overflowing usage was dropped
+    agent.end()
+    session = Session.objects.get(pk=agent.session_id)
+    assert (session.message_count, session.input_tokens, session.end_reason) == (
+        2 if pending else 1,
+        2**63 - 5,
+        "completed",
+    )

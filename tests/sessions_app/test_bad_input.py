@@ -191,11 +191,12 @@ def test_bad_agent_arguments(existing, arguments, key):
     "usage", [{"input_tokens": -1}, {"input_tokens": 2**63}, {"input_tokens": 1.5}, {"bogus_tokens": 3}]
 )
 def test_bad_usage_on_an_existing_session(existing, usage):
+    # Refused when added (issue 17, item 4), so it never reaches a flush.
     before = snapshot()
     agent = Agent("openai/gpt-5", "cli", session_id=EXISTING)
     agent.add_message("user", "hello")
-    agent.add_usage(**usage)
-    _assert_refused(agent.flush, "usage", before)
+    _assert_refused(lambda: agent.add_usage(**usage), "usage", before)
+    assert agent.flush() == 1
 
 
 def test_boundary_values_are_accepted(existing, settings):

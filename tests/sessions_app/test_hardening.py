@@ -329,7 +329,7 @@ class TestBackendsAgree(TestCase):
         # A small limit, so that generated messages fall on both sides of it, and so do single fields.
         limit = 500
         message = {"role": "assistant", "content": content, "reasoning": reasoning, "extra": extra}
-        with mock.patch.object(validation, "MAX_MESSAGE_BYTES", limit):
+        with mock.patch.object(validation.text, "MAX_MESSAGE_BYTES", limit):
             kind, result = self.outcome(message)
         if any(expected_json_refusal(text) for text in (content, reasoning)) or expected_json_refusal(extra):
             assert kind == "refused"

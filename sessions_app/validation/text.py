@@ -1,0 +1,110 @@
+"""Text the save path may store: identifiers, free text, and the size a value takes as sent.
+
+Refused on every backend alike: NUL characters (PostgreSQL cannot store them in text or jsonb, so
+we refuse them everywhere rather than store different data per backend) and lone UTF-16
+surrogates (not valid UTF-8). Nothing is stripped or truncated silently.
+"""
+
+import re
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from sessions_app.models import SESSION_ID_MAX_LENGTH
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+# Largest message as the database receives it: its text and serialised JSON, counted in UTF-8
+# bytes plus one byte for every character a MySQL/MariaDB client escapes with a backslash when it
+# interpolates the value into the statement (' " \ CR LF Ctrl-Z; NUL is refused anyway). MariaDB
+# refuses any statement over max_allowed_packet (16 MiB by default) with an OperationalError that a
+# retry cannot cure, while PostgreSQL and SQLite would store it; so a message that could be that
+# big on MariaDB is refused on every backend alike. 12 MiB leaves 4 MiB for the rest of the row.
+MAX_MESSAGE_BYTES = 12 * 1024 * 1024
+
+_ESCAPED_WHEN_SENT = ("'", '"', "\\", "\n", "\r", "\x1a")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text on every backend, or None."""
+    if "\x00" in value:
+        return "contains a NUL character (\\x00), which PostgreSQL cannot store; remove or escape it"
+    if not value.isascii() and _SURROGATE.search(value):
+        return "contains a lone UTF-16 surrogate, which is not valid UTF-8"
+    return None
+
+
+def check_identifier(value, name: str, *, max_length: int, required: bool = True) -> str | None:
+    """A short identifier (session id, model name, source): a non-empty string without control characters."""
+    if value is None and not required:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and name == "user_id":
+        value = str(value)  # chat platforms use numeric user ids
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string, got {type(value).__name__}."}, code="invalid")
+    if not value:
+        raise ValidationError({name: "must not be empty."}, code="required")
+    if len(value) > max_length:
+        raise ValidationError({name: f"is {len(value)} characters long; the limit is {max_length}."}, code="max_length")
+    if _CONTROL.search(value):
+        raise ValidationError({name: "must not contain control characters."}, code="invalid")
+    if problem := text_problem(value):
+        raise ValidationError({name: problem}, code="invalid")
+    return value
+
+
+def check_session_id(value, name: str = "session_id") -> str:
+    return check_identifier(value, name, max_length=SESSION_ID_MAX_LENGTH)
+
+
+def shown(value, limit: int = 60) -> str:
+    """``value`` for an error message: short, printable, and never an exception of its own (the
+    repr of a 5000-digit integer raises ValueError; a 10 MB string would flood the log)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, str):
+        return repr(value[:limit]) + ("…" if len(value) > limit else "")
+    if value is None or isinstance(value, (int, float)):
+        return repr(value)
+    return f"a {type(value).__name__}"
+
+
+def sent_size(text: str) -> int:
+    """Bytes ``text`` takes in a statement at worst: UTF-8, plus a backslash for each character
+    a MySQL/MariaDB client escapes (see ``MAX_MESSAGE_BYTES``). ``text`` holds no lone surrogate."""
+    size = len(text) if text.isascii() else len(text.encode())
+    return size + sum(text.count(char) for char in _ESCAPED_WHEN_SENT)
+
+
+def check_text(value, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationError({name: f"must be a string or None, got {type(value).__name__}."}, code="invalid")
+    limit = settings.HERMES_MAX_CONTENT_CHARS
+    if len(value) > limit:
+        raise ValidationError(
+            {name: f"is {len(value):,} characters long; the limit is {limit:,} (setting HERMES_MAX_CONTENT_CHARS)."},
+            code="max_length",
+        )
+    if problem := text_problem(value):
+        raise ValidationError({name: problem}, code="invalid")
+    # A character takes at most 4 bytes as sent, so only long text needs counting.
+    if 4 * len(value) > MAX_MESSAGE_BYTES and (size := sent_size(value)) > MAX_MESSAGE_BYTES:
+        raise too_big_as_sent(name, size)
+    return value
+
+
+def plain_text(value, max_chars: int) -> bool:
+    """Whether ``value`` is text that ``check_text`` accepts unchanged, decided without its checks:
+    an ASCII ``str`` (no surrogates) within the limit and without NUL."""
+    return type(value) is str and len(value) <= max_chars and value.isascii() and "\x00" not in value
+
+
+def too_big_as_sent(name: str, size: int) -> ValidationError:
+    return ValidationError(
+        {name: f"takes {size:,} bytes as sent to the database; the limit is {MAX_MESSAGE_BYTES:,}."},
+        code="max_length",
+    )

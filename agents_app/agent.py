@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from agents_app import services as agent_services
 from sessions_app import services, validation
+from sessions_app.models import DEFAULT_PROFILE
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,11 @@ class Agent:
         session_id: str | None = None,
         parent_session_id: str | None = None,
         system_prompt: str | None = None,
+        profile: str = DEFAULT_PROFILE,
         using: str = DEFAULT_DB_ALIAS,
     ):
         self.model = model
+        self.profile = profile
         self.source = source
         self.user_id = user_id
         # Only None means "a new conversation": an empty id is a caller's bug (a missing config
@@ -158,6 +161,7 @@ class Agent:
             "system_prompt": self.system_prompt,
             "started_at": self.started_at,
             "usage": self._usage,
+            "profile": self.profile,
             "using": self.using,
         }
 
@@ -189,6 +193,7 @@ class Agent:
             self.source,
             user_id=self.user_id,
             system_prompt=self.system_prompt,
+            profile=self.profile,
             using=self.using,
         )
         with self._dropping_refused_usage():

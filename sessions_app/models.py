@@ -6,6 +6,8 @@ from agents_app.models import LanguageModel
 from sessions_app.querysets import SessionQuerySet
 
 SESSION_ID_MAX_LENGTH = 128
+DEFAULT_PROFILE = "default"
+PROFILE_MAX_LENGTH = 64
 
 
 class Role(models.TextChoices):
@@ -40,6 +42,12 @@ class Session(models.Model):
         max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ..."
     )
     user_id = models.CharField(max_length=255, null=True, blank=True)
+    profile = KeyField(
+        max_length=PROFILE_MAX_LENGTH,
+        default=DEFAULT_PROFILE,
+        db_default=DEFAULT_PROFILE,  # writers that do not list the column (other apps, raw SQL) get it too
+        help_text="The hermes profile the session belongs to (hermes-agent keeps one state.db per profile).",
+    )
     system_prompt = models.TextField(null=True, blank=True)
     parent_session = models.ForeignKey(
         "self",
@@ -98,6 +106,8 @@ class Session(models.Model):
             models.Index(fields=["source", "started_at", "has_messages"], name="session_source_started_flag"),
             # Per-day/week/month trend and the all-models total: covering for the same reason.
             models.Index(fields=["started_at", "has_messages"], name="session_started_flag"),
+            # Per-profile report and filter; covering for the same reason.
+            models.Index(fields=["profile", "started_at", "has_messages"], name="session_profile_started_flag"),
             # The admin's end_reason filter: its choices (SELECT DISTINCT end_reason) skip along
             # this index instead of reading the whole table on every changelist load.
             models.Index(fields=["end_reason", "started_at"], name="session_end_reason_started"),

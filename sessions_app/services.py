@@ -21,7 +21,7 @@ from django.utils import timezone
 from agents_app.registry import language_model_id, run_with_model_ids
 from hermes_site.db import run_with_retry
 from sessions_app import _flush_sql, validation
-from sessions_app.models import Session
+from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
 
 
 def append_messages(
@@ -35,6 +35,7 @@ def append_messages(
     system_prompt: str | None = None,
     started_at: dt.datetime | None = None,
     usage: Mapping[str, int] | None = None,
+    profile: str = DEFAULT_PROFILE,
     using: str = DEFAULT_DB_ALIAS,
 ) -> tuple[Session, bool]:
     """Save a batch of messages, creating the session on the first batch; returns ``(session, created)``.
@@ -42,14 +43,15 @@ def append_messages(
     Everything is validated before anything is written (``ValidationError``). Then, in one
     transaction: the model registry row, the session row (``get_or_create``; two writers racing
     on a new id end with one row), the messages, and exact counter updates. The session fields
-    (``model``, ``source``, ``user_id``, ``parent_session_id``, ``system_prompt``,
-    ``started_at``) are used only when this call creates the session; every message records
+    (``model``, ``source``, ``user_id``, ``parent_session_id``, ``system_prompt``, ``started_at``,
+    ``profile``) are used only when this call creates the session; every message records
     ``model``. ``usage`` adds to the token counters (``input_tokens``, ``output_tokens``, ...).
     """
     session_id = validation.check_session_id(session_id)
     model = validation.check_identifier(model, "model", max_length=255)
     source = validation.check_identifier(source, "source", max_length=64)
     user_id = validation.check_identifier(user_id, "user_id", max_length=255, required=False)
+    profile = validation.check_identifier(profile, "profile", max_length=PROFILE_MAX_LENGTH)
     if parent_session_id is not None:
         parent_session_id = validation.check_session_id(parent_session_id, "parent_session_id")
         if parent_session_id == session_id:
@@ -77,6 +79,7 @@ def append_messages(
                     "model_id": model_id,
                     "source": source,
                     "user_id": user_id,
+                    "profile": profile,
                     "system_prompt": system_prompt,
                     "parent_session_id": parent_session_id,
                     "started_at": started_at or batch.messages[0]["timestamp"],
@@ -153,6 +156,7 @@ def compress_session(
     started_at: dt.datetime | None = None,
     summary_role: str = "user",
     usage: Mapping[str, int] | None = None,
+    profile: str = DEFAULT_PROFILE,
     using: str = DEFAULT_DB_ALIAS,
 ) -> Session:
     """Split a conversation: flush ``pending_messages`` to ``session_id``, end it with reason
@@ -180,6 +184,7 @@ def compress_session(
                     system_prompt=system_prompt,
                     started_at=started_at,
                     usage=usage,
+                    profile=profile,
                     using=using,
                 )
             elif usage:
@@ -193,6 +198,7 @@ def compress_session(
                 user_id=user_id,
                 parent_session_id=session_id if parent_exists else parent_session_id,
                 system_prompt=system_prompt,
+                profile=profile,
                 using=using,
             )
             if not created:

@@ -7,7 +7,7 @@ from sessions_app.importers.report import NO_MODEL, ImportResult, ModelTally
 from sessions_app.importers.rows import RowConverter, RowError
 from sessions_app.importers.source import Source
 from sessions_app.importers.writer import LAST_MESSAGE_KEY, MISSING_PARENT_KEY, SYNCED_FIELDS, Writer, in_chunks
-from sessions_app.models import Session
+from sessions_app.models import DEFAULT_PROFILE, Session
 
 
 class SessionPages:
@@ -51,7 +51,7 @@ class SessionPages:
                 continue
             extra[LAST_MESSAGE_KEY] = 0
             session = {"id": sid, "model_id": self._model_id(page, model), "parent_session_id": None, "extra": extra}
-            session.update(fields, message_count=0, tool_call_count=0, has_messages=False)
+            session.update(fields, message_count=0, tool_call_count=0, has_messages=False, profile=DEFAULT_PROFILE)
             if parent == sid:
                 page.warn(f"session {sid}: is its own parent; link dropped")
             elif parent:

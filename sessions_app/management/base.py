@@ -41,6 +41,31 @@ class HermesCommand(BaseCommand):
             "--database", default=DEFAULT_DB_ALIAS, help=f'Database alias to use (default "{DEFAULT_DB_ALIAS}").'
         )
 
+    def add_scope_arguments(self, parser) -> None:
+        """``--model`` and ``--source``: exact names, as the reports match them."""
+        parser.add_argument("--model", help="Only sessions of this model (exact name, e.g. openai/gpt-5).")
+        parser.add_argument("--source", help="Only sessions from this source (exact, e.g. cli, telegram).")
+
+    def add_write_arguments(self, parser, *, verb: str, batch_size: int) -> None:
+        """``--dry-run``, ``--yes``/``--no-input`` and ``--batch-size`` of a command that changes sessions."""
+        parser.add_argument(
+            "--dry-run", action="store_true", help=f"Show what would be {verb}, per model; change nothing."
+        )
+        parser.add_argument(
+            "--yes",
+            "--no-input",
+            "--noinput",
+            dest="interactive",
+            action="store_false",
+            help="Do not ask for confirmation (needed when stdin is not a terminal).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=batch_size,
+            help=f"Sessions {verb} per transaction (default {batch_size}).",
+        )
+
     def execute(self, *args, **options):
         # Checked here rather than by argparse choices, so that a bad value is a CommandError with
         # exit status 1 (and a one-line message) under call_command too.

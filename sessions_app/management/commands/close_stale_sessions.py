@@ -20,25 +20,8 @@ class Command(HermesCommand):
         parser.add_argument(
             "--idle", required=True, metavar="DURATION", help="Idle time: 30m, 24h, 7d, 2w, 1d12h or seconds."
         )
-        parser.add_argument("--model", help="Only sessions of this model (exact name).")
-        parser.add_argument("--source", help="Only sessions from this source (exact).")
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Show what would be ended, per model; write nothing."
-        )
-        parser.add_argument(
-            "--yes",
-            "--no-input",
-            "--noinput",
-            dest="interactive",
-            action="store_false",
-            help="Do not ask for confirmation (needed when stdin is not a terminal).",
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=DEFAULT_BATCH_SIZE,
-            help=f"Sessions ended per transaction (default {DEFAULT_BATCH_SIZE}).",
-        )
+        self.add_scope_arguments(parser)
+        self.add_write_arguments(parser, verb="ended", batch_size=DEFAULT_BATCH_SIZE)
 
     def handle(self, *args, **options):
         idle = parse_duration(options["idle"], "--idle")

@@ -38,30 +38,13 @@ class Command(HermesCommand):
             metavar="DURATION",
             help="Only sessions that started longer ago than this: 30m, 24h, 7d, 2w, 1d12h or seconds (default 24h).",
         )
-        parser.add_argument("--model", help="Only sessions of this model (exact name, e.g. openai/gpt-5).")
-        parser.add_argument("--source", help="Only sessions from this source (exact, e.g. cli, telegram).")
+        self.add_scope_arguments(parser)
         parser.add_argument(
             "--include-open",
             action="store_true",
             help="Also prune sessions that never ended (no ended_at); by default they are kept.",
         )
-        parser.add_argument(
-            "--dry-run", action="store_true", help="Show what would be deleted, per model; delete nothing."
-        )
-        parser.add_argument(
-            "--yes",
-            "--no-input",
-            "--noinput",
-            dest="interactive",
-            action="store_false",
-            help="Do not ask for confirmation (needed when stdin is not a terminal).",
-        )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=DEFAULT_BATCH_SIZE,
-            help=f"Sessions deleted per transaction (default {DEFAULT_BATCH_SIZE}).",
-        )
+        self.add_write_arguments(parser, verb="deleted", batch_size=DEFAULT_BATCH_SIZE)
         parser.add_argument(
             "--archive",
             metavar="PATH",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from sessions_app import stale
 from sessions_app.models import Message, Session
 from sessions_app.stale import close_stale_sessions
+from tests.holding_writer import HoldingWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 IDLE = dt.timedelta(hours=6)
@@ -105,23 +106,6 @@ def test_message_committed_after_the_scan_keeps_the_session_open(legacy_session,
     assert Session.objects.get(pk="other").end_reason == "stale"
 
 
-HOLDING_WRITER = """
-import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-import django
-from django.conf import settings
-settings.DATABASES["default"]["NAME"] = sys.argv[1]
-django.setup()
-from django.db import transaction
-from sessions_app.services import append_messages
-with transaction.atomic():
-    append_messages(sys.argv[2], [{"role": "user", "content": "still here"}], model="m", source="cli")
-    print("written", flush=True)
-    sys.stdin.readline()
-print("committed", flush=True)
-"""
-
-
 @pytest.mark.django_db(transaction=True)
 def test_session_being_written_is_skipped(legacy_session, vendor):
     if vendor == "sqlite":
@@ -129,24 +113,9 @@ def test_session_being_written_is_skipped(legacy_session, vendor):
     old = timezone.now() - dt.timedelta(days=2)
     legacy_session(session_id="target", started_at=old)
     legacy_session(session_id="other", started_at=old)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_WRITER, connection.settings_dict["NAME"], "target"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "written"  # message inserted, not committed
+    with HoldingWriter("target") as writer:  # its first message is inserted, not committed
         result = close_stale_sessions(idle=IDLE)
         assert result.total_closed == 1 and result.skipped == 1
-        writer.stdin.write("\n")
-        writer.stdin.flush()
-        out, err = writer.communicate(timeout=60)
-        assert out.strip() == "committed", err
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+        writer.commit()
     assert Session.objects.get(pk="target").ended_at is None
-    assert Message.objects.get().content == "still here"
+    assert Message.objects.get().content == "a late first message"

@@ -20,6 +20,7 @@ from sessions_app import pruning
 from sessions_app.management.base import parse_duration
 from sessions_app.models import Message, Session
 from sessions_app.pruning import prune_empty_sessions
+from tests.holding_writer import HoldingWriter
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -352,49 +353,18 @@ def test_child_created_after_selection_keeps_the_parent(legacy_session, monkeypa
     assert result.kept["changed"] == 1
 
 
-HOLDING_WRITER = """
-import os, sys
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
-import django
-from django.conf import settings
-settings.DATABASES["default"]["NAME"] = sys.argv[1]
-django.setup()
-from django.db import transaction
-from sessions_app.services import append_messages
-with transaction.atomic():
-    append_messages(sys.argv[2], [{"role": "user", "content": "late first message"}], model="m", source="cli")
-    print("written", flush=True)
-    sys.stdin.readline()
-print("committed", flush=True)
-"""
-
-
 @pytest.mark.django_db(transaction=True)
 def test_session_locked_by_an_open_write_transaction_is_skipped(legacy_session, vendor):
     if vendor == "sqlite":
         pytest.skip("SQLite serializes write transactions: a prune cannot run while a writer holds one.")
     legacy_session(session_id="target", started_at=OLD, ended_at=OLD)
     legacy_session(session_id="other", started_at=OLD, ended_at=OLD)
-    writer = subprocess.Popen(
-        [sys.executable, "-c", HOLDING_WRITER, connection.settings_dict["NAME"], "target"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "written"  # message inserted, not committed
+    with HoldingWriter("target") as writer:  # its first message is inserted, not committed
         result = prune_empty_sessions(now=NOW)  # the message is invisible to us, but the row is locked
         assert result.total_deleted == 1 and result.kept["locked"] == 1
-        writer.stdin.write("\n")
-        writer.stdin.flush()
-        assert finish(writer).strip() == "committed"
-    finally:
-        if writer.poll() is None:
-            writer.kill()
+        writer.commit()
     assert remaining() == {"target"}
-    assert Message.objects.get().content == "late first message"
+    assert Message.objects.get().content == "a late first message"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@ from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, SourceFilter
+from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, ProfileFilter, SourceFilter
 from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
@@ -49,6 +49,7 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         "id",
         "model_name",
         "source",
+        "profile",
         "started",
         "ended",
         "message_count",
@@ -64,6 +65,7 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         CauseFilter,
         "model",
         SourceFilter,
+        ProfileFilter,
         EndReasonFilter,
         ("started_at", admin.DateFieldListFilter),
     ]
@@ -96,7 +98,22 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         "actual_cost_usd",
     ]
     fieldsets = [
-        (None, {"fields": ["id", "model", "source", "user_id", "title", "started_at", "ended_at", "end_reason"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "model",
+                    "source",
+                    "profile",
+                    "user_id",
+                    "title",
+                    "started_at",
+                    "ended_at",
+                    "end_reason",
+                ]
+            },
+        ),
         ("Conversation", {"fields": ["parent_link", "children_links", "message_rows"]}),
         (
             "Counters",

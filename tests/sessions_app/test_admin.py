@@ -375,9 +375,9 @@ def test_page_numbers(admin_client, world):
     assert response.context["worst"]["key"] == OPUS
     content = response.content.decode()
     assert "66.7%" in content and XSS not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
-    # session, user, source choices, trend (the per-model table is summed from it), model ids,
-    # abandoned-agent tally per model and per bucket: no query per model or per day.
-    assert len(queries) <= 8
+    # session, user, source and profile choices, trend (the per-model table is summed from it),
+    # model ids, abandoned-agent tally per model and per bucket: no query per model or per day.
+    assert len(queries) <= 9
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """Named, chainable filters over sessions: ``Session.objects.empty().of_model("m").started_between(a, b)``.
 
 Every reader (analytics, admin, prune, metrics) builds its scope from these, so a filter has one
-meaning everywhere: model and source match exactly (byte for byte, MariaDB included), ``since`` is
-inclusive and ``until`` exclusive on ``started_at``.
+meaning everywhere: model, source and profile match exactly (byte for byte, MariaDB included),
+``since`` is inclusive and ``until`` exclusive on ``started_at``.
 """
 
 import datetime as dt
@@ -134,13 +134,20 @@ class SessionQuerySet(models.QuerySet):
         """Sessions from exactly ``source`` ("CLI" is not "cli", on MariaDB too)."""
         return filter_exact(self, "source", source)
 
-    def matching(self, *, since=None, until=None, model=None, source=None):
+    def of_profile(self, name: str):
+        """Sessions of the hermes profile named exactly ``name`` ("Work" and "work " are not "work").
+        ``profile`` is a ``KeyField`` (binary-collated on MySQL/MariaDB), so a plain filter is exact."""
+        return self.filter(profile=name)
+
+    def matching(self, *, since=None, until=None, model=None, source=None, profile=None):
         """The scope of a report: every filter given (None leaves it out), each as above."""
         queryset = self.started_between(since, until)
         if model is not None:
             queryset = queryset.of_model(model)
         if source is not None:
             queryset = queryset.from_source(source)
+        if profile is not None:
+            queryset = queryset.of_profile(profile)
         return queryset
 
     def prunable(self, cutoff=None, *, include_open: bool = False):

@@ -224,7 +224,7 @@ def _describe_filters(filters: dict) -> str:
     for name in ("since", "until"):
         if filters.get(name) is not None:
             parts.append(f"{name} {filters[name].isoformat()}")
-    for name in ("model", "source"):
+    for name in ("model", "source", "profile"):
         if filters.get(name) is not None:
             parts.append(f"{name} {filters[name]!r}")
     return f" match ({', '.join(parts)})" if parts else " recorded"

@@ -1,4 +1,4 @@
-"""List filters of the session changelist: emptiness and its cause, and exact source and end reason."""
+"""List filters of the session changelist: emptiness and its cause, and exact source, profile and end reason."""
 
 from django.contrib import admin
 
@@ -66,6 +66,12 @@ class ExactValueFilter(admin.SimpleListFilter):
 
 class SourceFilter(ExactValueFilter):
     title = parameter_name = field_name = "source"
+
+
+class ProfileFilter(ExactValueFilter):
+    """The hermes profile; "work" and "Work" are two choices (and two profiles) on every backend."""
+
+    title = parameter_name = field_name = "profile"
 
 
 class EndReasonFilter(ExactValueFilter):

@@ -23,6 +23,7 @@ class EmptyRatesForm(forms.Form):
         help_text="Sessions started before (UTC, exclusive).",
     )
     source = forms.ChoiceField(required=False)
+    profile = forms.ChoiceField(required=False)
     bucket = forms.ChoiceField(
         required=False, choices=[("day", "day"), ("week", "week (from Monday)")], label="Trend per"
     )
@@ -33,9 +34,10 @@ class EmptyRatesForm(forms.Form):
     )
     format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
 
-    def __init__(self, data, *, sources, **kwargs):
+    def __init__(self, data, *, sources, profiles=(), **kwargs):
         super().__init__(data, **kwargs)
         self.fields["source"].choices = [("", "all sources"), *((source, source) for source in sources)]
+        self.fields["profile"].choices = [("", "all profiles"), *((profile, profile) for profile in profiles)]
 
     def clean_since(self):
         return _date_bound(self.cleaned_data["since"])

@@ -6,20 +6,18 @@ the planner's estimate for unfiltered lists), and no column runs a query per row
 """
 
 from django.contrib import admin, messages
-from django.forms.models import BaseInlineFormSet
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
-from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, SourceFilter
+from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, ProfileFilter, SourceFilter
+from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
 from sessions_app.admin.views import EmptyRatesView
 from sessions_app.models import Message, Session
 from sessions_app.pruning import delete_empty_sessions
 
-# Messages shown inline on a session's page; the rest are one click away in the message list.
-INLINE_MESSAGES = 50
 # Longer model names are cut in the session list (the full name is in the tooltip).
 MODEL_CHARS = 32
 # Child sessions linked on a session's page.
@@ -45,56 +43,13 @@ class BoundedSearchMixin:
         return super().get_search_results(request, queryset, search_term)
 
 
-class CappedMessageFormSet(BaseInlineFormSet):
-    """Only the first ``INLINE_MESSAGES`` messages, so a 20,000-message session opens quickly."""
-
-    def get_queryset(self):
-        if not hasattr(self, "_capped_queryset"):
-            self._capped_queryset = super().get_queryset()[:INLINE_MESSAGES]
-        return self._capped_queryset
-
-
-class MessageInline(admin.TabularInline):
-    model = Message
-    fk_name = "session"
-    formset = CappedMessageFormSet
-    fields = ["message_link", "time", "role", "content_preview", "tool_name", "token_count", "finish_reason"]
-    readonly_fields = fields
-    ordering = ["timestamp", "id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
-    verbose_name_plural = f"messages (the first {INLINE_MESSAGES}, in order)"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="message")
-    def message_link(self, message):
-        url = reverse("admin:sessions_app_message_change", args=[message.pk])
-        return format_html('<a href="{}">#{}</a>', url, message.pk)
-
-    @admin.display(description="time (UTC)")
-    def time(self, message):
-        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
-
-    @admin.display(description="content")
-    def content_preview(self, message):
-        return Truncator(message.content or "").chars(300)
-
-
 @admin.register(Session)
 class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "model_name",
         "source",
+        "profile",
         "started",
         "ended",
         "message_count",
@@ -110,6 +65,7 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         CauseFilter,
         "model",
         SourceFilter,
+        ProfileFilter,
         EndReasonFilter,
         ("started_at", admin.DateFieldListFilter),
     ]
@@ -142,7 +98,22 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         "actual_cost_usd",
     ]
     fieldsets = [
-        (None, {"fields": ["id", "model", "source", "user_id", "title", "started_at", "ended_at", "end_reason"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "model",
+                    "source",
+                    "profile",
+                    "user_id",
+                    "title",
+                    "started_at",
+                    "ended_at",
+                    "end_reason",
+                ]
+            },
+        ),
         ("Conversation", {"fields": ["parent_link", "children_links", "message_rows"]}),
         (
             "Counters",

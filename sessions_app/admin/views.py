@@ -5,7 +5,8 @@
 (``empty_rate_trend``, per bucket and model) feeds the trend chart, and its sums per model are the
 per-model table (``report_from_trend``; the same numbers again, without a second pass over a
 million sessions). Two small queries on the abandoned-agent tally (``abandoned_agent_counts``, per
-model and per bucket) feed the "ended without a message" section and the chart's second series.
+model and per bucket) feed the "ended without a message" section and the chart's second series;
+the tally has no profile, so with a profile chosen they are left out and the section says why.
 """
 
 import datetime as dt
@@ -42,6 +43,8 @@ BUCKETS = {"day": dt.timedelta(days=1), "week": dt.timedelta(weeks=1)}
 # The trend chart draws the total and the models with the most sessions: more lines than this
 # cannot be told apart. The per-model table below it lists every model.
 TREND_MODELS = 5
+# The page's report filters (form fields of the same names).
+FILTERS = ("since", "until", "source", "profile")
 
 
 class EmptyRatesView(View):
@@ -53,11 +56,14 @@ class EmptyRatesView(View):
     def get(self, request):
         if not self.model_admin.has_view_permission(request):
             raise PermissionDenied
-        form = EmptyRatesForm(request.GET, sources=exact_values(Session.objects.all(), "source"))
+        sessions = Session.objects.all()
+        form = EmptyRatesForm(
+            request.GET, sources=exact_values(sessions, "source"), profiles=exact_values(sessions, "profile")
+        )
         wanted = request.GET.get("format") or "html"
         report = points = None
         if form.is_valid():
-            filters = {name: form.cleaned_data[name] or None for name in ("since", "until", "source")}
+            filters = {name: form.cleaned_data[name] or None for name in FILTERS}
             try:
                 if form.cleaned_data["format"] == "html":
                     points = empty_rate_trend(form.cleaned_data["bucket"], **filters)
@@ -91,7 +97,7 @@ class EmptyRatesView(View):
             "title": "Empty-session rates",
             "form": form,
             "report": report,
-            "has_filters": any(request.GET.get(name) for name in ("since", "until", "source")),
+            "has_filters": any(request.GET.get(name) for name in FILTERS),
         }
         if report is not None:
             context.update(self.report_context(request, form, report, filters, points))
@@ -147,7 +153,10 @@ class EmptyRatesView(View):
 
     def abandoned_context(self, report, filters):
         """The "ended without a message" section: the abandoned-agent tally per model, beside the
-        sessions those models started (abandoned / (abandoned + sessions))."""
+        sessions those models started (abandoned / (abandoned + sessions)). Left out for one profile:
+        the tally has no profile, and every profile's agents beside one profile's sessions would mislead."""
+        if filters["profile"]:
+            return {"abandoned_without_profile": True}
         joined = with_abandoned(report, abandoned_agent_counts("model", **filters))
         tally_url = reverse("admin:agents_app_abandonedagenttally_changelist")
         params = {}
@@ -209,7 +218,9 @@ class EmptyRatesView(View):
 
     def trend_context(self, bucket, points, report, filters, base_filters):
         """The trend table (a row per bucket, with drill-down links) and its chart."""
-        abandoned = {key: sum(reasons.values()) for key, reasons in abandoned_agent_counts(bucket, **filters).items()}
+        # The tally has no profile (see abandoned_context): no abandoned series for one profile.
+        tally = {} if filters["profile"] else abandoned_agent_counts(bucket, **filters)
+        abandoned = {key: sum(reasons.values()) for key, reasons in tally.items()}
         sessions_per_bucket = bucket_totals(points)
         # A bucket with abandoned agents but no session still gets its row.
         totals = {label: sessions_per_bucket.get(label, (0, 0)) for label in sorted(sessions_per_bucket | abandoned)}
@@ -251,8 +262,9 @@ def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:
 def _changelist_filters(filters: dict) -> dict:
     """The session changelist's own query parameters for the report's filters."""
     params = _changelist_range(filters["since"], filters["until"])
-    if filters["source"]:
-        params["source"] = filters["source"]
+    for name in ("source", "profile"):  # the changelist's exact-value filters of the same names
+        if filters[name]:
+            params[name] = filters[name]
     return params
 
 

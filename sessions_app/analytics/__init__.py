@@ -1,4 +1,4 @@
-"""Empty-session analytics: how many sessions never got a message, per model, source or period.
+"""Empty-session analytics: how many sessions never got a message, per model, source, profile or period.
 
 Read-only selectors that return plain data (dataclasses and dicts), shared by the
 ``empty_sessions`` command, the admin pages and the CSV/JSON exports. Each report is one
@@ -20,6 +20,8 @@ Conventions (documented in the README):
   in whatever time zone the server happens to use).
 - Time buckets are UTC and keyed by the ISO date of their first day: ``day`` and ``week``
   ``"2026-01-05"`` (weeks start on Monday, as ISO weeks do), ``month`` ``"2026-01"``.
+- Every profile is counted unless ``profile=`` names one (exact match); ``by="profile"`` splits
+  them. The abandoned-agent tally has no profile: its reports refuse both.
 - Sessions without a model, or with a model recorded as ``""``, are grouped under the key
   ``NO_MODEL_KEY`` (``"(none)"``): one row.
 - Rows are ordered by key, by code point (date keys therefore chronologically), the same on

@@ -18,12 +18,17 @@ Conventions are those of ``empty_session_rates`` (UTC buckets keyed by their fir
 resolution: a tally day is counted when its start (midnight UTC) lies in ``[since, until)``; a
 tally day is the day the agent *ended*, a session's day the day it *started*. Agents dropped
 without ``end()`` are not counted (see ``Agent.end``).
+
+The tally has no profile column (an abandoned agent leaves no session to carry one), so these
+reports refuse ``profile=`` and ``by="profile"`` with a ``ValidationError`` rather than put one
+profile's sessions beside every profile's abandoned agents; they count every profile.
 """
 
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F, Sum
 
@@ -107,13 +112,16 @@ def abandoned_agent_rates(
     until: dt.date | dt.datetime | None = None,
     model: str | None = None,
     source: str | None = None,
+    profile: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
 ) -> AbandonedAgentReport:
     """Sessions, empty sessions and abandoned agents per ``by`` group (``model``, ``source``,
     ``day``, ``week``, ``month``), plus their total: two aggregate queries (sessions, tally).
 
-    Arguments and errors (``ValidationError``) are those of ``empty_session_rates``.
+    Arguments and errors (``ValidationError``) are those of ``empty_session_rates``, except that
+    ``profile`` and ``by="profile"`` are refused: the tally has no profile.
     """
+    _refuse_profile(by, profile)
     sessions_report = empty_session_rates(by, since=since, until=until, model=model, source=source, using=using)
     return with_abandoned(sessions_report, abandoned_agent_counts(by, **sessions_report.filters, using=using))
 
@@ -145,11 +153,14 @@ def abandoned_agent_counts(
     until: dt.date | dt.datetime | None = None,
     model: str | None = None,
     source: str | None = None,
+    profile: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
 ) -> dict[str, dict[str, int]]:
     """Abandoned agents per group key and end reason, ``{key: {reason: agents}}``, in one grouped
     query over the tally (keys as in ``empty_session_rates``; groups without agents are absent).
-    Arguments are checked as ``empty_session_rates`` checks them (``ValidationError``)."""
+    Arguments are checked as ``empty_session_rates`` checks them (``ValidationError``); a
+    ``profile`` other than None and ``by="profile"`` are refused (``_refuse_profile``)."""
+    _refuse_profile(by, profile)
     check_grouping(by, KEY_GROUPINGS)
     filters = report_filters(since=since, until=until, model=model, source=source)
     since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
@@ -181,6 +192,21 @@ def abandoned_agent_counts(
     for group_value, reason, agents in rows:
         result[_key(by, group_value)][reason] += int(agents)
     return {key: dict(reasons) for key, reasons in result.items()}
+
+
+def _refuse_profile(by: str, profile) -> None:
+    """``ValidationError`` for ``by="profile"`` or a ``profile`` filter: the abandoned-agent tally
+    has no profile, so it can neither split nor narrow its counts by one."""
+    if by == "profile":
+        raise ValidationError(
+            {"by": "the abandoned-agent tally has no profile; group it by model, source, day, week or month."},
+            code="invalid_choice",
+        )
+    if profile is not None:
+        raise ValidationError(
+            {"profile": "the abandoned-agent tally has no profile; leave the profile out to count every profile."},
+            code="invalid",
+        )
 
 
 def _first_day_from(bound: dt.datetime) -> dt.date | None:

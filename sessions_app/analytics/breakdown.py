@@ -1,4 +1,4 @@
-"""Empty sessions per model, source or period, crossed with why they are empty, in one query.
+"""Empty sessions per model, source, profile or period, crossed with why they are empty, in one query.
 
 ``empty_cause_breakdown`` is ``empty_session_rates`` with each row's empty sessions split by
 cause (``analytics.causes``): the same groups, keys and numbers, the causes adding up to
@@ -51,15 +51,16 @@ def empty_cause_breakdown(
     until: dt.date | dt.datetime | None = None,
     model: str | None = None,
     source: str | None = None,
+    profile: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
     now: dt.datetime | None = None,
     grace: dt.timedelta | None = None,
 ) -> CauseBreakdown:
     """Sessions, empty sessions and empty sessions per cause for each ``by`` group (model, source,
-    day, week or month), in one aggregate query; filters and ``ValidationError`` as
+    profile, day, week or month), in one aggregate query; filters and ``ValidationError`` as
     ``empty_session_rates``, ``now``/``grace`` as its ``by="cause"``."""
     check_grouping(by, KEY_GROUPINGS)
-    filters = report_filters(since=since, until=until, model=model, source=source)
+    filters = report_filters(since=since, until=until, model=model, source=source, profile=profile)
     sessions = Session.objects.using(using).order_by().matching(**filters)
     if by == "model":
         groups = sessions.values("model").annotate(group=Min("model__name"))

@@ -1,8 +1,9 @@
 """The reports' groupings and filters, checked and normalised once.
 
 Every session report (rates, trend, per-LanguageModel counts) then narrows its sessions with
-``Session.objects.matching(**filters)``, so ``since``/``until``/``model``/``source`` mean the same
-thing in every report, in prune and in the admin.
+``Session.objects.matching(**filters)``, so ``since``/``until``/``model``/``source``/``profile`` mean
+the same thing in every report, in prune and in the admin. Without ``profile``, a report counts
+every profile together (the default: one place for all of them).
 """
 
 import datetime as dt
@@ -14,7 +15,7 @@ from django.db.models import Count, Q
 from hermes_site.db import exact_text
 
 # Groupings of sessions by a column or a period: every report has them.
-KEY_GROUPINGS = ("model", "source", "day", "week", "month")
+KEY_GROUPINGS = ("model", "source", "profile", "day", "week", "month")
 # ... and, for the empty-session rates, by why the empty ones are empty (analytics.causes).
 GROUPINGS = (*KEY_GROUPINGS, "cause")
 
@@ -27,7 +28,7 @@ def check_grouping(by, groupings: tuple[str, ...] = GROUPINGS, name: str = "by")
         )
 
 
-def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
+def report_filters(*, since=None, until=None, model=None, source=None, profile=None) -> dict:
     """The filters of ``empty_session_rates``, checked and normalised as it does (bounds in UTC);
     ``ValidationError`` for a bad bound, ``since >= until`` or an empty or non-text name."""
     since = utc_bound(since, "since")
@@ -41,6 +42,7 @@ def report_filters(*, since=None, until=None, model=None, source=None) -> dict:
         "until": until,
         "model": exact_name(model, "model"),
         "source": exact_name(source, "source"),
+        "profile": exact_name(profile, "profile"),
     }
 
 
@@ -76,7 +78,7 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
 
 
 def exact_name(value, name: str) -> str | None:
-    """A model or source name to match exactly, checked: None (no filter) or non-empty text;
+    """A model, source or profile name to match exactly, checked: None (no filter) or non-empty text;
     ``ValidationError`` keyed by ``name`` otherwise."""
     if value is None:
         return None

@@ -15,13 +15,13 @@ from sessions_app.models import Session
 
 
 def session_counts_by_model(
-    using: str = DEFAULT_DB_ALIAS, *, since=None, until=None, source=None
+    using: str = DEFAULT_DB_ALIAS, *, since=None, until=None, source=None, profile=None
 ) -> dict[int, tuple[int, int]]:
     """``{model id: (sessions, empty sessions)}`` for every model with sessions, in one grouped
     statement over the sessions (``session_and_empty_counts``: on PostgreSQL an anti-join for the
     empty ones rather than one message-index probe per session). "Empty" is decided by the
     message rows, as ``Session.objects.empty()`` does; the filters are the reports' own."""
-    filters = report_filters(since=since, until=until, source=source)
+    filters = report_filters(since=since, until=until, source=source, profile=profile)
     sessions = Session.objects.using(using).order_by().matching(**filters)
     counts: dict[int, list[int]] = {}
     groups = sessions.values("model").filter(model__isnull=False)
@@ -33,7 +33,7 @@ def session_counts_by_model(
 
 
 def with_session_counts(
-    queryset, counts: dict[int, tuple[int, int]] | None = None, *, since=None, until=None, source=None
+    queryset, counts: dict[int, tuple[int, int]] | None = None, *, since=None, until=None, source=None, profile=None
 ):
     """Annotate each ``LanguageModel`` with ``session_count`` and ``empty_count``; alias
     ``empty_rate`` (0..1).
@@ -52,7 +52,7 @@ def with_session_counts(
 
         queryset = queryset.annotate(session_count=count(0), empty_count=count(1))
     else:
-        filters = report_filters(since=since, until=until, source=source)
+        filters = report_filters(since=since, until=until, source=source, profile=profile)
         sessions = Session.objects.filter(model=OuterRef("pk")).order_by().matching(**filters).values("model")
 
         def subquery_count(queryset):

@@ -1,4 +1,4 @@
-"""Empty-session rates: sessions and empty sessions per model, source or period, in one query.
+"""Empty-session rates: sessions and empty sessions per model, source, profile or period, in one query.
 
 The conventions (UTC buckets keyed by their first day, ``NO_MODEL_KEY``, rows by key) are those
 of the package docstring (``sessions_app.analytics``).
@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import CharField, DateTimeField, Func, Min
+from django.db.models import CharField, DateTimeField, F, Func, Min
 from django.db.models.functions import Trunc
 
 from hermes_site.db import exact_text
@@ -18,6 +18,8 @@ from sessions_app.models import Session
 
 NO_MODEL_KEY = "(none)"
 TOTAL_KEY = "TOTAL"
+# The JSON ``filters`` object, in this order (None: not filtered).
+FILTER_NAMES = ("since", "until", "model", "source", "profile")
 _PERIOD_KEY_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
 
 
@@ -75,7 +77,7 @@ class EmptySessionReport:
 
     def as_dict(self) -> dict:
         """The JSON shape of ARCHITECTURE.md (``rate`` a full-precision fraction)."""
-        filters = {name: self.filters.get(name) for name in ("since", "until", "model", "source")}
+        filters = {name: self.filters.get(name) for name in FILTER_NAMES}
         for name in ("since", "until"):
             if filters[name] is not None:
                 filters[name] = filters[name].isoformat()
@@ -100,13 +102,15 @@ def empty_session_rates(
     until: dt.date | dt.datetime | None = None,
     model: str | None = None,
     source: str | None = None,
+    profile: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
     now: dt.datetime | None = None,
     grace: dt.timedelta | None = None,
 ) -> EmptySessionReport:
     """Sessions and empty sessions per ``by`` group, plus their total, in one aggregate query.
 
-    ``model`` and ``source`` filter by exact (case- and space-sensitive) match on every backend.
+    ``model``, ``source`` and ``profile`` filter by exact (case- and space-sensitive) match on
+    every backend; without ``profile`` every profile is counted (``by="profile"`` splits them).
     ``by="cause"``: a row per cause (``analytics.causes``, every cause even at 0), its ``empty``
     the empty sessions of that cause and its ``sessions`` all the sessions in scope, so its rate
     is that cause's share of them; the total is the usual one. ``now`` and ``grace`` (default:
@@ -114,7 +118,7 @@ def empty_session_rates(
     Raises ``ValidationError`` for an unknown grouping, a bad bound or ``since >= until``.
     """
     check_grouping(by)
-    filters = report_filters(since=since, until=until, model=model, source=source)
+    filters = report_filters(since=since, until=until, model=model, source=source, profile=profile)
     connection = connections[using]
     sessions = Session.objects.using(using).order_by().matching(**filters)
 
@@ -158,6 +162,8 @@ def group_expression(by: str, connection, field: str = "started_at"):
     if by == "source":
         # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
         return exact_text("source", connection)
+    if by == "profile":
+        return F("profile")  # a KeyField: binary-collated on MySQL/MariaDB already
     if connection.vendor == "sqlite":
         return SQLitePeriodKey(field, by)
     # PostgreSQL's and MySQL/MariaDB's date_trunc()/DATE_FORMAT() are native and fast.
@@ -169,6 +175,6 @@ def group_key(by: str, group) -> str:
     if by == "model":
         # A model recorded as "" is the same as no model (hermes-agent writes both): one row.
         return group or NO_MODEL_KEY
-    if by == "source" or isinstance(group, str):  # SQLitePeriodKey gives the key itself
+    if by in ("source", "profile") or isinstance(group, str):  # SQLitePeriodKey gives the key itself
         return group
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])

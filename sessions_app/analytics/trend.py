@@ -33,12 +33,12 @@ class TrendPoint:
 
 
 def empty_rate_trend(
-    bucket: str, *, since=None, until=None, source=None, using: str = DEFAULT_DB_ALIAS
+    bucket: str, *, since=None, until=None, source=None, profile=None, using: str = DEFAULT_DB_ALIAS
 ) -> list[TrendPoint]:
     """Sessions and empty sessions per (UTC day or week, model), in one grouped statement.
 
     Same conventions as ``empty_session_rates`` (emptiness as ``Session.objects.empty()`` decides
-    it, ``since`` inclusive, ``until`` exclusive, exact ``source``), so summing a bucket over its
+    it, ``since`` inclusive, ``until`` exclusive, exact ``source`` and ``profile``), so summing a bucket over its
     models gives that report's ``--by day``/``week`` row. ``ValidationError`` as that report's.
     """
     if bucket not in TREND_BUCKETS:
@@ -46,7 +46,7 @@ def empty_rate_trend(
             {"bucket": f"unknown trend bucket {bucket!r}; choose one of {', '.join(TREND_BUCKETS)}."},
             code="invalid_choice",
         )
-    filters = report_filters(since=since, until=until, source=source)
+    filters = report_filters(since=since, until=until, source=source, profile=profile)
     sessions = Session.objects.using(using).order_by().matching(**filters)
     groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
     counts = defaultdict(lambda: [0, 0])
@@ -57,10 +57,12 @@ def empty_rate_trend(
     return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
 
 
-def report_from_trend(points: list[TrendPoint], *, since=None, until=None, source=None) -> EmptySessionReport:
+def report_from_trend(
+    points: list[TrendPoint], *, since=None, until=None, source=None, profile=None
+) -> EmptySessionReport:
     """The per-model ``empty_session_rates`` report for the same filters, summed from the trend's
     points (every session is in exactly one bucket, so the sums are that report's numbers)."""
-    filters = report_filters(since=since, until=until, source=source)
+    filters = report_filters(since=since, until=until, source=source, profile=profile)
     counts = defaultdict(lambda: [0, 0])
     for point in points:
         counts[point.model][0] += point.sessions

@@ -181,7 +181,8 @@ def test_changelist_queries_do_not_grow_with_rows(admin_client, db):
     with CaptureQueriesContext(connection) as hundred:
         response = admin_client.get(CHANGELIST_URL)
     assert len(response.context["cl"].result_list) == 100
-    assert len(hundred) == len(ten) <= 8  # session, user, count, rows, model/source/end_reason filter choices
+    # session, user, count, rows, model/source/profile/end_reason filter choices
+    assert len(hundred) == len(ten) <= 9
     # show_full_result_count = False: one COUNT (the filtered one), never a second full count.
     assert sum("COUNT(" in q["sql"].upper() for q in hundred.captured_queries) <= 1
 
@@ -375,9 +376,9 @@ def test_page_numbers(admin_client, world):
     assert response.context["worst"]["key"] == OPUS
     content = response.content.decode()
     assert "66.7%" in content and XSS not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
-    # session, user, source choices, trend (the per-model table is summed from it), model ids,
-    # abandoned-agent tally per model and per bucket: no query per model or per day.
-    assert len(queries) <= 8
+    # session, user, source and profile choices, trend (the per-model table is summed from it),
+    # model ids, abandoned-agent tally per model and per bucket: no query per model or per day.
+    assert len(queries) <= 9
 
 
 @pytest.mark.parametrize(

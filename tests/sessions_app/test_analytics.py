@@ -76,6 +76,8 @@ def bucket(spec: Spec, by: str) -> str:
         return spec.model or "(none)"
     if by == "source":
         return spec.source
+    if by == "profile":  # every session of this fixture is written with the default profile
+        return "default"
     if by == "day":
         return when.date().isoformat()
     if by == "week":
@@ -202,7 +204,7 @@ def test_empty_database_gives_zero_rates(db):
     assert (report.rows, report.total.sessions, report.total.empty, report.total.rate) == ([], 0, 0, 0.0)
     assert report.as_dict() == {
         "by": "week",
-        "filters": {"since": None, "until": None, "model": None, "source": None},
+        "filters": {"since": None, "until": None, "model": None, "source": None, "profile": None},
         "total": {"sessions": 0, "empty": 0, "rate": 0.0},
         "rows": [],
     }
@@ -217,6 +219,7 @@ def test_report_shape(history):
         "until": "2026-02-01T00:00:00+00:00",
         "model": None,
         "source": None,
+        "profile": None,
     }
     assert data["total"] == {"sessions": 5, "empty": 2, "rate": 0.4}
     assert data["rows"] == [

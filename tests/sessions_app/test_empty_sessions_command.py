@@ -38,7 +38,7 @@ def expected_json(specs, by, **filters) -> dict:
     total_sessions, total_empty = len(specs), sum(spec.messages == 0 for spec in specs)
     return {
         "by": by,
-        "filters": {"since": None, "until": None, "model": None, "source": None, **filters},
+        "filters": {"since": None, "until": None, "model": None, "source": None, "profile": None, **filters},
         "total": {
             "sessions": total_sessions,
             "empty": total_empty,
@@ -191,7 +191,7 @@ def test_no_sessions_is_said_clearly(db):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--by", "year"], "--by: unknown grouping 'year'; choose one of model, source, day, week, month"),
+        (["--by", "year"], "--by: unknown grouping 'year'; choose one of model, source, profile, day, week, month"),
         (["--since", "2026-13-01"], "--since: invalid date '2026-13-01'"),
         (["--until", "yesterday"], "--until: invalid date 'yesterday'"),
         (["--since", "2026-02-01", "--until", "2026-01-01"], "--until: until .* must be after since"),

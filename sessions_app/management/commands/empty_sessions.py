@@ -1,4 +1,4 @@
-"""``manage.py empty_sessions``: the empty-session rate per model, source or period."""
+"""``manage.py empty_sessions``: the empty-session rate per model, source, profile or period."""
 
 import io
 
@@ -15,7 +15,8 @@ EXIT_ABOVE_LIMIT = 3
 class Command(HermesCommand):
     formats = ("table", "json", "csv")
     help = (
-        "Report how many sessions have no message rows (empty sessions), per model, source, or UTC day/week/month. "
+        "Report how many sessions have no message rows (empty sessions), per model, source, profile, or UTC "
+        "day/week/month, across every profile unless --profile names one. "
         "JSON and CSV go to stdout alone; messages go to stderr."
     )
 
@@ -27,8 +28,8 @@ class Command(HermesCommand):
             "--by",
             default="model",
             metavar="{" + ",".join(GROUPINGS) + "}",
-            help="Grouping: model (default), source, the UTC day/week (from Monday)/month the session started, or "
-            "cause (why the empty sessions are empty: lost_transcript, never_ended, open, ghost).",
+            help="Grouping: model (default), source, profile, the UTC day/week (from Monday)/month the session "
+            "started, or cause (why the empty sessions are empty: lost_transcript, never_ended, open, ghost).",
         )
         parser.add_argument(
             "--breakdown",
@@ -49,6 +50,12 @@ class Command(HermesCommand):
         )
         parser.add_argument("--model", metavar="MODEL", help="Only sessions of this model name (exact match).")
         parser.add_argument("--source", metavar="SOURCE", help="Only sessions from this source (exact match).")
+        parser.add_argument(
+            "--profile",
+            metavar="NAME",
+            help="Only sessions of this hermes profile (exact match; default: every profile). Not with "
+            "--include-abandoned: the abandoned-agent tally has no profile.",
+        )
         parser.add_argument(
             "--sort",
             metavar="{" + ",".join(reporting.SORTS) + "}",
@@ -91,6 +98,7 @@ class Command(HermesCommand):
             until=parse_date(options["until"], "--until"),
             model=options["model"],
             source=options["source"],
+            profile=options["profile"],
             using=database,
         )
 

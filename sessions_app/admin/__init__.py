@@ -1,17 +1,21 @@
 """The sessions admin: the session and message lists, their filters, and the analytics page.
 
-- ``sessions``: ``SessionAdmin`` (with the analytics page's URL), ``MessageAdmin``, the inline;
+- ``sessions``: ``SessionAdmin`` (with the analytics page's URL), ``MessageAdmin``; ``inlines``: the
+  session page's messages; ``markers``: ``TrendMarkerAdmin``;
 - ``filters``: the changelist's list filters;
-- ``views``: the empty-session analytics page and its CSV/JSON downloads; ``forms``: its filters;
-- ``charts``: the page's server-side SVG charts;
+- ``views``: the empty-session analytics page; ``page_data``: its numbers; ``page``: its HTML
+  context; ``exports``: its CSV/JSON downloads; ``forms``: its filters;
+- ``charts``: server-side SVG charts; ``trend``: the page's trend chart; ``colours``: a colour per model;
 - ``links``: URLs of the session and message lists;
 - ``paginators``: counts that stay cheap on tables with millions of rows.
 """
 
 from django.contrib import admin
 
+from sessions_app.admin.inlines import INLINE_MESSAGES
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
-from sessions_app.admin.sessions import INLINE_MESSAGES, MessageAdmin, SessionAdmin
+from sessions_app.admin.markers import TrendMarkerAdmin
+from sessions_app.admin.sessions import MessageAdmin, SessionAdmin
 
 # The admin index shows a link to the analytics page above the app list.
 admin.site.index_template = "admin/sessions_app/index.html"
@@ -20,6 +24,7 @@ __all__ = [
     "INLINE_MESSAGES",
     "MessageAdmin",
     "SessionAdmin",
+    "TrendMarkerAdmin",
     "message_changelist_url",
     "session_change_url",
     "session_changelist_url",

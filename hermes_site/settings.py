@@ -174,6 +174,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# ISO 8601 dates and times (UTC) throughout the admin, instead of "Jan. 5, 2026, 3:04 p.m.".
+FORMAT_MODULE_PATH = ["hermes_site.formats"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
@@ -242,9 +244,25 @@ if not DEBUG:
 # The debug error page hides DATABASE_URL-like settings and META entries and URL passwords too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "hermes_site.middleware.SecretsHidingReporterFilter"
 
+# Everything goes to the root logger's console handler, once. Django's default logging gives the
+# "django" logger a console handler of its own in debug mode, which also propagates to the root:
+# each warning under runserver printed twice. So "django" gets no handler of its own here (INFO
+# in debug, as Django shows it); configuring it resets its children, so runserver's request log
+# ("django.server") is declared again as Django declares it.
+LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "WARNING")},
+    "formatters": {
+        "django.server": {"()": "django.utils.log.ServerFormatter", "format": "[{server_time}] {message}", "style": "{"}
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server", "level": "INFO"},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        "django": {"handlers": [], "level": "INFO" if DEBUG else LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
+    },
 }

@@ -158,3 +158,20 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role} message {self.pk} of {self.session_id}"
+
+
+class TrendMarker(models.Model):
+    """Something that happened at a moment (a deployment, a model switch, an outage), drawn as a
+    labelled vertical line on the analytics page's trend and used as its "before" boundary."""
+
+    at = models.DateTimeField(default=timezone.now, help_text="When it happened (UTC).")
+    label = models.CharField(max_length=80, help_text='A short name, drawn on the chart, e.g. "lazy sessions on".')
+    note = models.TextField(blank=True, help_text="Optional detail: a link, a ticket, what changed.")
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "trend marker"
+        indexes = [models.Index(fields=["at"], name="trend_marker_at")]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M} {self.label}"

@@ -58,15 +58,17 @@ def report_json(report: EmptySessionReport, *, indent: int | None = None) -> str
 
 
 def csv_rows(report: EmptySessionReport, *, neutralise_formulas: bool = True) -> Iterator[list]:
-    """Header ``[by, sessions, empty, rate]``, one row per group, then the ``TOTAL`` row.
+    """Header ``[by, sessions, empty, rate, rate_low, rate_high]``, one row per group, then the
+    ``TOTAL`` row.
 
-    ``rate`` is the full-precision fraction. With ``neutralise_formulas``, a key that a spreadsheet
-    would run as a formula gets a leading single quote (OWASP's CSV-injection remedy).
+    ``rate`` is the full-precision fraction, ``rate_low``/``rate_high`` its 95% Wilson interval.
+    With ``neutralise_formulas``, a key that a spreadsheet would run as a formula gets a leading
+    single quote (OWASP's CSV-injection remedy).
     """
-    yield [report.by, "sessions", "empty", "rate"]
+    yield [report.by, "sessions", "empty", "rate", "rate_low", "rate_high"]
     for row in [*report.rows, report.total]:
         key = neutralised(row.key) if neutralise_formulas else row.key
-        yield [key, row.sessions, row.empty, repr(row.rate)]
+        yield [key, row.sessions, row.empty, repr(row.rate), repr(row.rate_low), repr(row.rate_high)]
 
 
 def write_csv(report: EmptySessionReport, file, *, neutralise_formulas: bool = True) -> None:
@@ -79,8 +81,14 @@ def format_percent(rate: float) -> str:
     return f"{rate * 100:.1f}%"
 
 
+def format_interval(low: float, high: float) -> str:
+    """A 95% interval as ``"25.4\u201374.6%"`` (an en dash; one token, no space)."""
+    return f"{low * 100:.1f}\u2013{high * 100:.1f}%"
+
+
 def format_table(report: EmptySessionReport, *, sort: str = "rate", width: int = 80) -> str:
-    """Aligned columns ``<by>  sessions  empty  rate``, rows in ``sort`` order, then a TOTAL line.
+    """Aligned columns ``<by>  sessions  empty  rate  95% interval``, rows in ``sort`` order, then a
+    TOTAL line.
 
     Keys longer than the room left by the number columns within ``width`` are cut with an
     ellipsis, so the columns stay aligned in an ``width``-column terminal. A report without
@@ -89,18 +97,27 @@ def format_table(report: EmptySessionReport, *, sort: str = "rate", width: int =
     rows = sort_rows(report.rows, sort)
     if not report.total.sessions:
         return f"No sessions{_describe_filters(report.filters)}."
-    header = [report.by, "sessions", "empty", "rate"]
-    cells = [[row.key, str(row.sessions), str(row.empty), format_percent(row.rate)] for row in [*rows, report.total]]
+    header = [report.by, "sessions", "empty", "rate", "95% interval"]
+    cells = [
+        [
+            row.key,
+            str(row.sessions),
+            str(row.empty),
+            format_percent(row.rate),
+            format_interval(row.rate_low, row.rate_high),
+        ]
+        for row in [*rows, report.total]
+    ]
     return _aligned(header, cells, width)
 
 
 ABANDONED_TABLE_HEADER = ("sessions", "empty", "rate", "abandoned", "abandon%")
 
 
-def format_abandoned_table(report, *, sort: str = "rate", width: int = 80) -> str:
+def format_abandoned_table(report, *, sort: str = "rate", width: int | None = None) -> str:
     """The empty-session table with two more columns: agents that ended without a message (the
     abandoned-agent tally) and their rate, abandoned / (abandoned + sessions). ``sort="rate"``
-    orders by that abandoned rate."""
+    orders by that abandoned rate. Keys are cut only when a ``width`` is given."""
     rows = sort_rows(report.rows, sort)
     if not report.total.agents:
         return f"No sessions and no abandoned agents{_describe_filters(report.filters)}."
@@ -122,7 +139,18 @@ def format_abandoned_table(report, *, sort: str = "rate", width: int = 80) -> st
 def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[list]:
     """Header, one row per group, then ``TOTAL``; rates are full-precision fractions and
     ``reasons`` lists the end reasons of the abandoned agents as ``reason=count; ...``."""
-    yield [report.by, "sessions", "empty", "empty_rate", "abandoned", "abandoned_rate", "silent_rate", "reasons"]
+    yield [
+        report.by,
+        "sessions",
+        "empty",
+        "empty_rate",
+        "abandoned",
+        "abandoned_rate",
+        "silent_rate",
+        "reasons",
+        "abandoned_rate_low",
+        "abandoned_rate_high",
+    ]
     for row in [*report.rows, report.total]:
         key = row.key
         reasons = "; ".join(f"{reason}={count}" for reason, count in sorted(row.reasons.items()))
@@ -137,6 +165,8 @@ def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[
             repr(row.rate),
             repr(row.silent_rate),
             reasons,
+            repr(row.rate_low),
+            repr(row.rate_high),
         ]
 
 
@@ -184,14 +214,16 @@ def format_breakdown_table(breakdown: CauseBreakdown, *, sort: str = "rate", wid
     return _aligned(header, cells, width)
 
 
-def _aligned(header: list[str], cells: list[list[str]], width: int) -> str:
-    """``cells`` (the last one the total) under ``header``: the key column cut to fit ``width``,
-    numbers right-aligned, a rule under the header and above the total."""
+def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> str:
+    """``cells`` (the last one the total) under ``header``: the key column cut to fit ``width``
+    (never cut when ``width`` is None), numbers right-aligned, a rule under the header and above
+    the total."""
     numbers = range(1, len(header))
     number_widths = [max(len(header[i]), *(len(line[i]) for line in cells)) for i in numbers]
     gaps = len(_GAP) * len(number_widths)
-    room = width - sum(number_widths) - gaps
-    key_width = max(_MIN_KEY_WIDTH, len(header[0]), min(room, max(_display_width(line[0]) for line in cells)))
+    longest = max(_display_width(line[0]) for line in cells)
+    room = longest if width is None else width - sum(number_widths) - gaps
+    key_width = max(_MIN_KEY_WIDTH, len(header[0]), min(room, longest))
 
     def line(values: list[str]) -> str:
         key = _fit(values[0], key_width)

@@ -36,8 +36,12 @@ from agents_app.demo.plan import (
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
 from sessions_app.analytics import empty_condition
-from sessions_app.models import Message, Session
+from sessions_app.models import Message, Session, TrendMarker
 from sessions_app.validation import tool_call_total
+
+# The demo's cut-over, drawn on the analytics page's trend as an operator would have recorded it.
+CUTOVER_LABEL = "lazy session creation on"
+CUTOVER_NOTE = "Agents create their session with the first message; an agent that never speaks leaves no row."
 
 
 @dataclass
@@ -111,6 +115,9 @@ def load_demo(
         _write_legacy(legacy, using=using)
         for planned in agents[len(legacy) :]:
             result.silent_agents_after += _run_agent(planned, using=using) == 0
+        TrendMarker.objects.using(using).get_or_create(
+            at=result.cutover, label=CUTOVER_LABEL, defaults={"note": CUTOVER_NOTE}
+        )
     result.per_model = model_split(since=result.since, cutover=result.cutover, using=using)
     result.sessions = sum(row.before + row.after for row in result.per_model)
     in_window = Message.objects.using(using).filter(session__started_at__gte=result.since)
@@ -119,7 +126,8 @@ def load_demo(
 
 
 def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Delete every message, session, abandoned-agent tally and language model (users are kept)."""
+    """Delete every message, session, abandoned-agent tally, language model and trend marker (users
+    are kept)."""
     with transaction.atomic(using=using):
         Message.objects.using(using).all().delete()  # no relations point at messages: one DELETE
         sessions = Session.objects.using(using)
@@ -127,6 +135,7 @@ def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
         sessions.all()._raw_delete(using)  # now childless and empty: skip the Collector's SELECT of every row
         AbandonedAgentTally.objects.using(using).all().delete()
         LanguageModel.objects.using(using).all().delete()
+        TrendMarker.objects.using(using).all().delete()
 
 
 def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEFAULT_DB_ALIAS) -> DemoLogin:

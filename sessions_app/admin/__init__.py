@@ -1,10 +1,12 @@
 """The sessions admin: the session and message lists, their filters, and the analytics page.
 
-- ``sessions``: ``SessionAdmin`` (with the analytics page's URL), ``MessageAdmin``;
-- ``inlines``: the messages shown on a session's page;
+- ``sessions``: ``SessionAdmin`` (with the analytics page's URL); ``messages``: ``MessageAdmin``;
+  ``inlines``: the session page's messages; ``markers``: ``TrendMarkerAdmin``; ``search``: the bound
+  on search terms every admin with a search box uses;
 - ``filters``: the changelist's list filters;
-- ``views``: the empty-session analytics page and its CSV/JSON downloads; ``forms``: its filters;
-- ``charts``: the page's server-side SVG charts;
+- ``views``: the empty-session analytics page; ``page_data``: its numbers; ``page``: its HTML
+  context; ``exports``: its CSV/JSON downloads; ``forms``: its filters;
+- ``charts``: server-side SVG charts; ``trend``: the page's trend chart; ``colours``: a colour per model;
 - ``links``: URLs of the session and message lists;
 - ``paginators``: counts that stay cheap on tables with millions of rows.
 """
@@ -13,7 +15,9 @@ from django.contrib import admin
 
 from sessions_app.admin.inlines import INLINE_MESSAGES
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
-from sessions_app.admin.sessions import MessageAdmin, SessionAdmin
+from sessions_app.admin.markers import TrendMarkerAdmin
+from sessions_app.admin.messages import MessageAdmin
+from sessions_app.admin.sessions import SessionAdmin
 
 # The admin index shows a link to the analytics page above the app list.
 admin.site.index_template = "admin/sessions_app/index.html"
@@ -22,6 +26,7 @@ __all__ = [
     "INLINE_MESSAGES",
     "MessageAdmin",
     "SessionAdmin",
+    "TrendMarkerAdmin",
     "message_changelist_url",
     "session_change_url",
     "session_changelist_url",

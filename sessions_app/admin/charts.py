@@ -1,28 +1,37 @@
 """Server-side SVG charts for the admin: no JavaScript, no external requests.
 
-``trend_chart`` lays the analytics page's trend out as lines; ``line_chart`` draws any such lines.
+``line_chart`` draws rates over time buckets as lines, with labelled vertical event markers and a
+distinct last (partial) bucket; ``admin.trend`` lays the analytics page's trend out with it.
 
 Shapes carry CSS classes, not colours: ``static/sessions_app/empty_rates.css`` colours them with
 the admin's CSS variables, so the charts follow the admin's light and dark themes. Every text
 that comes from data (model names, dates) goes through ``format_html``/``escape``.
 """
 
-import datetime as dt
 from dataclasses import dataclass
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
-WIDTH, HEIGHT = 960, 320
-LEFT, RIGHT, TOP, BOTTOM = 56, 44, 16, 40
+WIDTH, HEIGHT = 960, 340
+LEFT, RIGHT, TOP, BOTTOM = 56, 44, 36, 40
 # Y-axis tops to choose from (rates as fractions): the smallest that fits the data.
 Y_TOPS = (0.01, 0.02, 0.04, 0.1, 0.2, 0.4, 0.6, 0.8, 1.0)  # quarters of these are round numbers
 X_TICKS = 8
 LEGEND_CHARS = 48
 MODEL_MARKERS = 31  # model lines get hoverable markers up to this many buckets (the total always)
-# More buckets than this (about three years of days) are listed in the table but not drawn.
-MAX_TREND_BUCKETS = 1100
+EVENT_CHARS = 28  # event labels drawn on the chart are cut here (the full label is in the tooltip)
+EVENT_ROWS = 2  # event labels alternate between this many rows, so close events do not overlap
+
+
+@dataclass(frozen=True)
+class Event:
+    """A labelled vertical line at ``position``, in buckets from the first (fractional: inside one)."""
+
+    position: float
+    label: str
+    tooltip: str
 
 
 @dataclass(frozen=True)
@@ -59,58 +68,21 @@ def rate_cell(point: tuple[int, int] | None) -> str:
     return f"{percent(empty / sessions)} ({empty}/{sessions})"
 
 
-def trend_chart(bucket: str, span: dt.timedelta, totals, abandoned, per_model, top, overall) -> dict:
-    """The trend's chart, legend and note (``chart``, ``legend``, ``chart_note``) for the page.
-
-    ``totals`` is ``{bucket: (sessions, empty)}`` (every bucket of the table, in order),
-    ``abandoned`` ``{bucket: agents}``, ``per_model`` ``{model: {bucket: (sessions, empty)}}``,
-    ``top`` the models to draw, ``overall`` the report's total row.
-    """
-    context = {"chart": "", "legend": "", "chart_note": ""}
-    if not totals:
-        return context
-    first, last = min(totals), max(totals)
-    count = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)) // span + 1
-    if count > MAX_TREND_BUCKETS:
-        # A stray session decades away (a bad import) would make a chart nobody can read.
-        context["chart_note"] = (
-            f"{count} {bucket}s from {first} to {last} are too many to draw: "
-            "choose a shorter date range or a trend per week."
-        )
-        return context
-    labels = _bucket_labels(first, last, span)
-    series = [Series("All models", [totals.get(b) for b in labels], "total")]
-    if abandoned:
-        # Agents that ended without a message, over all agents seen: where the empty rate falls
-        # to zero after the fix, this line carries the "fails before speaking" signal on.
-        series.append(
-            Series(
-                "Abandoned agents, all models",
-                [(totals[b][0] + abandoned[b], abandoned[b]) if b in abandoned else None for b in labels],
-                "abandoned",
-                noun="abandoned",
-            )
-        )
-    series += [
-        Series(name, [per_model.get(name, {}).get(b) for b in labels], f"series-{i}") for i, name in enumerate(top)
-    ]
-    title = f"Empty-session rate per {bucket}, all models and the {len(top)} with the most sessions"
-    if abandoned:
-        title += ", and the abandoned-agent rate"
-    description = (
-        f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
-        f"Overall {percent(overall.rate)} of {overall.sessions} sessions were empty."
-    )
-    context["chart"] = line_chart(labels, series, title=title, description=description)
-    context["legend"] = legend(series)
-    return context
-
-
-def line_chart(labels: list[str], series: list[Series], *, title: str, description: str) -> SafeString:
+def line_chart(
+    labels: list[str],
+    series: list[Series],
+    *,
+    title: str,
+    description: str,
+    partial: bool = False,
+    events: list[Event] = (),
+) -> SafeString:
     """A line chart of empty rates over ``labels`` (time buckets); gaps where a bucket has no sessions.
 
-    The SVG is ``role="img"`` with ``aria-label``, ``<title>`` and ``<desc>``; each marker has a
-    ``<title>`` with its numbers. Returns an empty string when there is nothing to draw.
+    With ``partial``, the last bucket is still filling: its points are hollow and the segment to
+    it dashed. ``events`` are drawn as labelled vertical lines. The SVG is ``role="img"`` with
+    ``aria-label``, ``<title>`` and ``<desc>``; each marker has a ``<title>`` with its numbers.
+    Returns an empty string when there is nothing to draw.
     """
     if not labels or not any(point for s in series for point in s.points):
         return mark_safe("")
@@ -124,11 +96,12 @@ def line_chart(labels: list[str], series: list[Series], *, title: str, descripti
     def y(rate: float) -> float:
         return TOP + plot_h * (1 - min(rate / top, 1.0))
 
-    parts = [_grid(top, y), _x_axis(labels, x)]
+    parts = [_grid(top, y), _x_axis(labels, x, partial)]
+    parts += [_event(event, i, x) for i, event in enumerate(events)]
     for s in series:
-        parts.append(_line(s, x, y))
-        if s.css_class in ("total", "abandoned") or len(labels) <= MODEL_MARKERS:
-            parts.append(_markers(s, labels, x, y))
+        parts.append(_line(s, x, y, partial))
+        if s.css_class.startswith(("total", "abandoned")) or len(labels) <= MODEL_MARKERS:
+            parts.append(_markers(s, labels, x, y, partial))
     return format_html(
         '<svg class="trend-chart" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" '
         'xmlns="http://www.w3.org/2000/svg"><title>{title}</title><desc>{desc}</desc>{body}</svg>',
@@ -182,10 +155,19 @@ def _grid(top: float, y) -> str:
     return "".join(lines)
 
 
-def _x_axis(labels: list[str], x) -> str:
+def _x_axis(labels: list[str], x, partial: bool) -> str:
     every = max(1, -(-len(labels) // X_TICKS))
     ticks = list(range(0, len(labels), every))
-    return "".join(
+    # The partial bucket says so under the axis labels, below its point.
+    partial_tick = ""
+    if partial:
+        partial_tick = format_html(
+            '<text class="axis-label partial-label" x="{x}" y="{ty}" text-anchor="end">partial {label}</text>',
+            x=_n(x(len(labels) - 1) + 6),
+            ty=HEIGHT - BOTTOM + 34,
+            label=labels[-1],
+        )
+    return partial_tick + "".join(
         format_html(
             '<line class="tick" x1="{x}" y1="{y1}" x2="{x}" y2="{y2}"></line>'
             '<text class="axis-label" x="{x}" y="{ty}" text-anchor="middle">{label}</text>',
@@ -199,39 +181,59 @@ def _x_axis(labels: list[str], x) -> str:
     )
 
 
-def _line(s: Series, x, y) -> str:
+def _line(s: Series, x, y, partial: bool = False) -> str:
     """A path broken into strokes at every bucket without sessions; a lone point becomes a dot
-    (a zero-length stroke, drawn by the round line cap)."""
+    (a zero-length stroke, drawn by the round line cap). With ``partial``, the segment into the
+    last bucket is a path of its own (dashed by the stylesheet)."""
+    points = s.points[:-1] if partial else s.points
     strokes, stroke = [], []
-    for i, point in enumerate([*s.points, None]):
+    for i, point in enumerate([*points, None]):
         if point and point[0]:
             stroke.append(f"{x(i):.1f},{y(point[1] / point[0]):.1f}")
         elif stroke:
             strokes.append("M" + " L".join(stroke) + (" h0" if len(stroke) == 1 else ""))
             stroke = []
-    if not strokes:
-        return ""
-    return format_html('<path class="series {}" d="{}"></path>', s.css_class, " ".join(strokes))
+    path = format_html('<path class="series {}" d="{}"></path>', s.css_class, " ".join(strokes)) if strokes else ""
+    last, before = s.points[-1], (s.points[-2] if len(s.points) > 1 else None)
+    if partial and last and last[0] and before and before[0]:
+        n = len(s.points) - 1
+        d = f"M{x(n - 1):.1f},{y(before[1] / before[0]):.1f} L{x(n):.1f},{y(last[1] / last[0]):.1f}"
+        path += format_html('<path class="series partial {}" d="{}"></path>', s.css_class, d)
+    return path
 
 
-def _markers(s: Series, labels: list[str], x, y) -> str:
+def _markers(s: Series, labels: list[str], x, y, partial: bool = False) -> str:
+    last = len(labels) - 1
     return "".join(
         format_html(
-            '<circle class="marker {cls}" cx="{cx}" cy="{cy}" r="3"><title>{text}</title></circle>',
-            cls=s.css_class,
+            '<circle class="marker {cls}" cx="{cx}" cy="{cy}" r="{r}"><title>{text}</title></circle>',
+            cls=s.css_class + (" partial" if partial and i == last else ""),
             cx=_n(x(i)),
             cy=_n(y(point[1] / point[0])),
-            text=f"{s.name}, {labels[i]}: {point[1]} of {point[0]} {s.noun} ({percent(point[1] / point[0])})",
+            r=4 if partial and i == last else 3,
+            text=f"{s.name}, {labels[i]}{' (partial, still filling)' if partial and i == last else ''}: "
+            f"{point[1]} of {point[0]} {s.noun} ({percent(point[1] / point[0])})",
         )
         for i, point in enumerate(s.points)
         if point and point[0]
     )
 
 
-def _bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
-    """Every bucket from ``first`` to ``last``, those without sessions included (gaps on the chart)."""
-    day, end, labels = dt.date.fromisoformat(first), dt.date.fromisoformat(last), []
-    while day <= end:
-        labels.append(day.isoformat())
-        day += step
-    return labels
+def _event(event: Event, i: int, x) -> str:
+    """A vertical dashed line across the plot, its label above the plot (rows alternate)."""
+    at = x(0) + (x(1) - x(0)) * event.position
+    anchor = "end" if at > WIDTH - RIGHT - 160 else "start"
+    label_y = 12 + 13 * (i % EVENT_ROWS)
+    return format_html(
+        '<g class="event"><title>{tooltip}</title>'
+        '<line class="event-line" x1="{x}" y1="{top}" x2="{x}" y2="{bottom}"></line>'
+        '<text class="event-label" x="{tx}" y="{ty}" text-anchor="{anchor}">{label}</text></g>',
+        tooltip=event.tooltip,
+        x=_n(at),
+        top=label_y + 3,
+        bottom=HEIGHT - BOTTOM,
+        tx=_n(at + (-4 if anchor == "end" else 4)),
+        ty=label_y + 4,
+        anchor=anchor,
+        label=Truncator(event.label).chars(EVENT_CHARS),
+    )

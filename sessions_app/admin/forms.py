@@ -4,7 +4,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from sessions_app import reporting
-from sessions_app.analytics import utc_bound
+from sessions_app.analytics import WEEKLY_AFTER_DAYS, utc_bound
 
 FORMATS = ("html", "csv", "json")
 
@@ -25,11 +25,15 @@ class EmptyRatesForm(forms.Form):
     source = forms.ChoiceField(required=False)
     profile = forms.ChoiceField(required=False)
     bucket = forms.ChoiceField(
-        required=False, choices=[("day", "day"), ("week", "week (from Monday)")], label="Trend per"
+        required=False,
+        choices=[("", "automatic"), ("day", "day"), ("week", "week (from Monday)")],
+        label="Trend per",
+        help_text=f"Automatic: per week when the range spans more than {WEEKLY_AFTER_DAYS} days.",
     )
     sort = forms.ChoiceField(
         required=False,
         choices=[("", "highest rate"), ("sessions", "most sessions"), ("key", "model name")],
+        help_text="Tables and downloads.",
         label="Sort models by",
     )
     format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
@@ -50,7 +54,7 @@ class EmptyRatesForm(forms.Form):
         since, until = cleaned.get("since"), cleaned.get("until")
         if since and until and utc_bound(since) >= utc_bound(until):
             self.add_error("until", "Until must be after since.")
-        cleaned["bucket"] = cleaned.get("bucket") or "day"
+        cleaned["bucket"] = cleaned.get("bucket") or None  # None: chosen from the range
         cleaned["format"] = cleaned.get("format") or "html"
         return cleaned
 

@@ -1,4 +1,8 @@
-"""Session and message admins, built to stay fast on tables with millions of rows.
+"""The session admin, built to stay fast on tables with millions of rows.
+
+Sessions and messages are records of what agents wrote: the admin views them and, with the
+permission, deletes them; it never adds or edits one (``has_add_permission`` and
+``has_change_permission`` are False, so the view permission shows a read-only page).
 
 Every default ordering and filter is backed by an index (see the models' ``Meta.indexes``),
 changelists never count the whole table (``show_full_result_count = False`` and, on PostgreSQL,
@@ -14,48 +18,32 @@ from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter
 from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
+from sessions_app.admin.search import BoundedSearchMixin
 from sessions_app.admin.views import EmptyRatesView
-from sessions_app.models import Message, Session
+from sessions_app.models import DEFAULT_PROFILE, Session
 from sessions_app.pruning import delete_empty_sessions
 
-# Longer model names are cut in the session list (the full name is in the tooltip).
-MODEL_CHARS = 32
+# Longer model names and titles are cut in the session list (the full text is in the tooltip).
+MODEL_CHARS = 14
+TITLE_CHARS = 30
 # Child sessions linked on a session's page.
 LINKED_CHILDREN = 20
-# Longest admin search term: room for a session id (128) or a model name (255). A longer one
-# is refused with a message: SQLite fails on a LIKE pattern past 50,000 bytes ("LIKE or GLOB
-# pattern too complex") and each word of the term adds a condition to the query.
-MAX_SEARCH_CHARS = 256
-
-
-class BoundedSearchMixin:
-    """Refuse a search term longer than ``MAX_SEARCH_CHARS`` (an empty list and a warning)
-    rather than send the database a pattern it may fail on."""
-
-    def get_search_results(self, request, queryset, search_term):
-        if len(search_term) > MAX_SEARCH_CHARS:
-            self.message_user(
-                request,
-                f"The search term is {len(search_term):,} characters long; the limit is {MAX_SEARCH_CHARS}.",
-                messages.WARNING,
-            )
-            return queryset.none(), False
-        return super().get_search_results(request, queryset, search_term)
 
 
 @admin.register(Session)
 class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
+    # The narrow columns that answer "did it speak?" first, the wide ones (model, title) last:
+    # the list fits 1366 px with the admin's sidebar open.
+    # The title rides under the id (cut, the full text on hover) rather than in a column of its own.
     list_display = [
-        "id",
-        "model_name",
-        "source",
-        "profile",
-        "started",
-        "ended",
-        "message_count",
+        "session",
         "has_messages",
-        "short_title",
+        "message_count",
+        "started",
+        "origin",
+        "model_name",
     ]
+    list_display_links = ["session"]
     # Django's DateFieldListFilter, not date_hierarchy: date_hierarchy runs a DISTINCT over the
     # truncated start dates of the whole (filtered) table on every load; this filter needs no
     # query for its choices, is a range on the started_at index, and also takes any
@@ -81,21 +69,14 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     list_per_page = 100
     actions = ["delete_selected_empty_sessions"]
     inlines = [MessageInline]
-    raw_id_fields = ["model"]
+    # Every field is read-only (no change permission); these are the computed ones.
     readonly_fields = [
         "parent_link",
         "children_links",
         "message_rows",
-        "message_count",
-        "tool_call_count",
-        "api_call_count",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_write_tokens",
-        "reasoning_tokens",
-        "estimated_cost_usd",
-        "actual_cost_usd",
+        "api_calls",
+        "estimated_cost",
+        "actual_cost",
     ]
     fieldsets = [
         (
@@ -119,10 +100,10 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
             "Counters",
             {
                 "fields": [
-                    ("message_count", "tool_call_count", "api_call_count"),
+                    ("message_count", "tool_call_count", "api_calls"),
                     ("input_tokens", "output_tokens", "reasoning_tokens"),
                     ("cache_read_tokens", "cache_write_tokens"),
-                    ("estimated_cost_usd", "actual_cost_usd"),
+                    ("estimated_cost", "actual_cost"),
                 ]
             },
         ),
@@ -143,9 +124,11 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         ),
     ]
 
-    def get_readonly_fields(self, request, obj=None):
-        # The id is the key the agents write to: set once, never edited.
-        return [*self.readonly_fields, "id"] if obj else self.readonly_fields
+    def has_add_permission(self, request):
+        return False  # a session is created by the save path with its first message, never by hand
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a record: viewing needs the view permission, deleting the delete one
 
     def get_urls(self):
         view = self.admin_site.admin_view(EmptyRatesView.as_view(model_admin=self))
@@ -161,26 +144,51 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         name = session.model.name
         return format_html('<span title="{}">{}</span>', name, Truncator(name).chars(MODEL_CHARS))
 
-    @admin.display(description="started (UTC)", ordering="started_at")
+    @admin.display(description="started → ended (UTC)", ordering="started_at")
     def started(self, session):
-        return f"{session.started_at:%Y-%m-%d %H:%M}"
-
-    @admin.display(description="ended", ordering="ended_at")
-    def ended(self, session):
+        """The start, and under it the end and its reason (one column: the list fits 1366 px)."""
         if session.ended_at is None:
-            return "open"
-        # The date only when it is not the start's: the column stays narrow.
-        same_day = session.ended_at.date() == session.started_at.date()
-        when = f"{session.ended_at:%H:%M}" if same_day else f"{session.ended_at:%Y-%m-%d %H:%M}"
-        return f"{when} ({session.end_reason})" if session.end_reason else when
+            end = "open"
+        else:
+            # The date only when it is not the start's: the column stays narrow.
+            same_day = session.ended_at.date() == session.started_at.date()
+            end = f"{session.ended_at:%H:%M}" if same_day else f"{session.ended_at:%Y-%m-%d %H:%M}"
+            end = f"{end} {session.end_reason}" if session.end_reason else end
+        return format_html('{}<span class="end-reason">→ {}</span>', f"{session.started_at:%Y-%m-%d %H:%M}", end)
 
     @admin.display(description="has messages", boolean=True)
     def has_messages(self, session):
         return session.has_messages
 
-    @admin.display(description="title")
-    def short_title(self, session):
-        return Truncator(session.title or "").chars(60)
+    @admin.display(description="session (title)", ordering="id")
+    def session(self, session):
+        if not session.title:
+            return session.id
+        return format_html(
+            '{}<span class="session-title" title="{}">{}</span>',
+            session.id,
+            session.title,
+            Truncator(session.title).chars(TITLE_CHARS),
+        )
+
+    @admin.display(description="source / profile", ordering="source")
+    def origin(self, session):
+        """Where the agent ran, and under it the hermes profile unless it is the default one."""
+        if session.profile == DEFAULT_PROFILE:
+            return session.source
+        return format_html('{}<span class="session-title">{}</span>', session.source, session.profile)
+
+    @admin.display(description="API calls")
+    def api_calls(self, session):
+        return session.api_call_count
+
+    @admin.display(description="estimated cost (USD)")
+    def estimated_cost(self, session):
+        return _usd(session.estimated_cost_usd)
+
+    @admin.display(description="actual cost (USD)")
+    def actual_cost(self, session):
+        return _usd(session.actual_cost_usd)
 
     @admin.display(description="parent session")
     def parent_link(self, session):
@@ -212,16 +220,29 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
             return "-"
         rows = session.messages.count()
         if rows <= INLINE_MESSAGES:
-            return format_html(
+            text = format_html(
                 '{} (<a href="{}">open in the message list</a>)', rows, message_changelist_url(session.pk)
             )
-        return format_html(
-            '{} — the first {} are shown below; <a href="{}">all {} in the message list</a>',
-            rows,
-            INLINE_MESSAGES,
-            message_changelist_url(session.pk),
-            rows,
-        )
+        else:
+            text = format_html(
+                '{} — the first {} are shown below; <a href="{}">all {} in the message list</a>',
+                rows,
+                INLINE_MESSAGES,
+                message_changelist_url(session.pk),
+                rows,
+            )
+        if rows != session.message_count:
+            # Imported history carries hermes-agent's own counter, which can disagree with the rows
+            # (its issue #12563 doubled it on every flush). Our save path keeps it exact.
+            text = format_html(
+                '{}<div class="help counter-note">The stored message count says {}: it is the counter '
+                "hermes-agent kept when this session was imported, and it can disagree with the rows "
+                "(hermes-agent once counted each flush again). The rows are the truth: emptiness and every "
+                "report use them.</div>",
+                text,
+                session.message_count,
+            )
+        return text
 
     @admin.action(description="Delete selected empty sessions", permissions=["delete"])
     def delete_selected_empty_sessions(self, request, queryset):
@@ -239,41 +260,6 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
             )
 
 
-@admin.register(Message)
-class MessageAdmin(BoundedSearchMixin, admin.ModelAdmin):
-    list_display = ["id", "session_link", "time", "role", "content_preview", "tool_name", "token_count"]
-    list_filter = ["role"]
-    raw_id_fields = ["session", "model"]
-    search_fields = ["=session__id"]
-    search_help_text = "Exact session id."
-    show_full_result_count = False
-    show_facets = admin.ShowFacets.NEVER
-    paginator = EstimatedCountPaginator
-    list_per_page = 100
-
-    def get_list_display(self, request):
-        if self._one_session(request):  # the page title names the session
-            return [name for name in self.list_display if name != "session_link"]
-        return self.list_display
-
-    def get_ordering(self, request):
-        # Within one session: chronological, on the (session, timestamp, id) index. Across the
-        # whole table: newest first on the primary key (there is no index on timestamp alone).
-        return ["timestamp", "id"] if self._one_session(request) else ["-id"]
-
-    @staticmethod
-    def _one_session(request) -> bool:
-        return "session__exact" in request.GET
-
-    @admin.display(description="session", ordering="session_id")
-    def session_link(self, message):
-        url = session_change_url(message.session_id)
-        return format_html('<a href="{}">{}</a>', url, message.session_id)
-
-    @admin.display(description="time (UTC)", ordering="timestamp")
-    def time(self, message):
-        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
-
-    @admin.display(description="content")
-    def content_preview(self, message):
-        return Truncator(message.content or "").chars(160)
+def _usd(amount) -> str:
+    """A cost in US dollars, as precise as it was recorded, or "-" when none was."""
+    return "-" if amount is None else f"{amount.normalize():f}"

@@ -10,6 +10,8 @@ aggregate query, whatever the number of sessions.
 - ``causes``: why an empty session is empty (``CAUSES``, their precedence and definitions);
 - ``breakdown``: ``empty_cause_breakdown``/``empty_cause_counts``, rates crossed with causes;
 - ``abandoned``: agents that ended without a message (the abandoned-agent tally) beside them;
+- ``comparison``: now versus before (the last 7 days beside the period before, or before a marker);
+- ``intervals``: the Wilson 95% interval of a rate, and the sample size below which it means little;
 - ``language_models``: the per-``LanguageModel`` counts of the model list;
 - ``metrics``: what ``GET /metrics`` exposes (per model and source, the models capped).
 
@@ -37,6 +39,7 @@ from sessions_app.analytics.abandoned import (
 )
 from sessions_app.analytics.breakdown import CauseBreakdown, empty_cause_breakdown, empty_cause_counts
 from sessions_app.analytics.causes import CAUSES, cause_counts, cause_totals
+from sessions_app.analytics.comparison import RateComparison, Window, rate_comparison
 from sessions_app.analytics.filters import (
     GROUPINGS,
     KEY_GROUPINGS,
@@ -47,6 +50,7 @@ from sessions_app.analytics.filters import (
     report_filters,
     utc_bound,
 )
+from sessions_app.analytics.intervals import MIN_SAMPLE, is_small_sample, wilson_interval
 from sessions_app.analytics.language_models import model_ids_by_name, session_counts_by_model, with_session_counts
 from sessions_app.analytics.metrics import metrics_snapshot
 from sessions_app.analytics.rates import (
@@ -62,26 +66,35 @@ from sessions_app.analytics.rates import (
     session_and_empty_counts,
 )
 from sessions_app.analytics.trend import (
+    TREND_BUCKETS,
+    WEEKLY_AFTER_DAYS,
     TrendPoint,
     bucket_totals,
+    default_bucket,
     empty_rate_trend,
     model_buckets,
     report_from_trend,
+    trend_markers,
 )
 
 __all__ = [
     "CAUSES",
     "GROUPINGS",
     "KEY_GROUPINGS",
+    "MIN_SAMPLE",
     "NO_MODEL_KEY",
     "TOTAL_KEY",
+    "TREND_BUCKETS",
+    "WEEKLY_AFTER_DAYS",
     "AbandonedAgentReport",
     "AbandonedRow",
     "CauseBreakdown",
     "EmptySessionReport",
+    "RateComparison",
     "RateRow",
     "SQLitePeriodKey",
     "TrendPoint",
+    "Window",
     "abandoned_agent_counts",
     "abandoned_agent_rates",
     "bucket_totals",
@@ -89,6 +102,7 @@ __all__ = [
     "cause_counts",
     "cause_totals",
     "check_grouping",
+    "default_bucket",
     "empty_cause_breakdown",
     "empty_cause_counts",
     "empty_condition",
@@ -98,14 +112,18 @@ __all__ = [
     "exact_values",
     "group_expression",
     "group_key",
+    "is_small_sample",
     "metrics_snapshot",
     "model_buckets",
     "model_ids_by_name",
+    "rate_comparison",
     "report_filters",
     "report_from_trend",
     "session_and_empty_counts",
     "session_counts_by_model",
+    "trend_markers",
     "utc_bound",
+    "wilson_interval",
     "with_abandoned",
     "with_session_counts",
 ]

@@ -35,6 +35,7 @@ from django.db.models import F, Sum
 from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text, filter_exact
 from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
+from sessions_app.analytics.intervals import wilson_interval
 from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates
 
 
@@ -64,6 +65,16 @@ class AbandonedRow:
         return self.empty / self.sessions if self.sessions else 0.0
 
     @property
+    def rate_low(self) -> float:
+        """Lower bound of the abandoned rate's 95% Wilson interval."""
+        return wilson_interval(self.abandoned, self.agents)[0]
+
+    @property
+    def rate_high(self) -> float:
+        """Upper bound of the abandoned rate's 95% Wilson interval."""
+        return wilson_interval(self.abandoned, self.agents)[1]
+
+    @property
     def silent_rate(self) -> float:
         """(Empty sessions + abandoned agents) / agents: never spoke, before or after the fix."""
         return (self.empty + self.abandoned) / self.agents if self.agents else 0.0
@@ -76,6 +87,8 @@ class AbandonedRow:
             "abandoned",
             "agents",
             "rate",
+            "rate_low",
+            "rate_high",
             "empty_rate",
             "silent_rate",
             "reasons",
@@ -89,8 +102,12 @@ class AbandonedRow:
             "sessions": self.sessions,
             "empty": self.empty,
             "empty_rate": self.empty_rate,
+            "empty_rate_low": wilson_interval(self.empty, self.sessions)[0],
+            "empty_rate_high": wilson_interval(self.empty, self.sessions)[1],
             "abandoned": self.abandoned,
             "rate": self.rate,
+            "rate_low": self.rate_low,
+            "rate_high": self.rate_high,
             "silent_rate": self.silent_rate,
             "reasons": dict(sorted(self.reasons.items())),
         }

@@ -14,6 +14,7 @@ from django.db.models.functions import Trunc
 from hermes_site.db import exact_text
 from sessions_app.analytics.causes import cause_totals
 from sessions_app.analytics.filters import check_grouping, report_filters, session_counts
+from sessions_app.analytics.intervals import wilson_interval
 from sessions_app.models import Session
 
 NO_MODEL_KEY = "(none)"
@@ -57,13 +58,30 @@ class RateRow:
         """Empty sessions as a fraction of all sessions in the group; 0.0 for a group without sessions."""
         return self.empty / self.sessions if self.sessions else 0.0
 
+    @property
+    def rate_low(self) -> float:
+        """Lower bound of the rate's 95% Wilson interval (0.0 without sessions)."""
+        return wilson_interval(self.empty, self.sessions)[0]
+
+    @property
+    def rate_high(self) -> float:
+        """Upper bound of the rate's 95% Wilson interval (1.0 without sessions: nothing is known)."""
+        return wilson_interval(self.empty, self.sessions)[1]
+
     def __getitem__(self, name: str):
-        if name not in ("key", "sessions", "empty", "rate"):
+        if name not in ("key", "sessions", "empty", "rate", "rate_low", "rate_high"):
             raise KeyError(name)
         return getattr(self, name)
 
     def as_dict(self) -> dict:
-        return {"key": self.key, "sessions": self.sessions, "empty": self.empty, "rate": self.rate}
+        return {
+            "key": self.key,
+            "sessions": self.sessions,
+            "empty": self.empty,
+            "rate": self.rate,
+            "rate_low": self.rate_low,
+            "rate_high": self.rate_high,
+        }
 
 
 @dataclass(frozen=True)

@@ -4,11 +4,13 @@ The analytics page reads the sessions once: this trend feeds its chart, and its 
 are its per-model table (``report_from_trend``), the same numbers as ``empty_session_rates``.
 """
 
+import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
 
 from sessions_app.analytics.filters import report_filters
 from sessions_app.analytics.rates import (
@@ -19,9 +21,11 @@ from sessions_app.analytics.rates import (
     group_key,
     session_and_empty_counts,
 )
-from sessions_app.models import Session
+from sessions_app.models import Session, TrendMarker
 
 TREND_BUCKETS = ("day", "week")
+# A trend spanning more days than this is drawn per week by default: daily points get too noisy.
+WEEKLY_AFTER_DAYS = 60
 
 
 @dataclass(frozen=True, order=True)
@@ -85,3 +89,28 @@ def model_buckets(points: list[TrendPoint]) -> dict[str, dict[str, tuple[int, in
     for point in points:
         per_model[point.model][point.bucket] = (point.sessions, point.empty)
     return dict(per_model)
+
+
+def default_bucket(*, since=None, until=None, source=None, now=None, using: str = DEFAULT_DB_ALIAS) -> str:
+    """``week`` when the range (``since`` or the first session, to ``until`` or now) spans more than
+    ``WEEKLY_AFTER_DAYS`` days, else ``day``; one indexed query for the first session."""
+    filters = report_filters(since=since, until=until, source=source)
+    start = filters["since"]
+    if start is None:
+        first = Session.objects.using(using).order_by("started_at").matching(**filters).first()
+        start = first.started_at if first is not None else None
+    end = filters["until"] or now or timezone.now()
+    if start is None:
+        return "day"
+    return "week" if end - start > dt.timedelta(days=WEEKLY_AFTER_DAYS) else "day"
+
+
+def trend_markers(*, since=None, until=None, using: str = DEFAULT_DB_ALIAS) -> list[TrendMarker]:
+    """The markers in ``[since, until)`` (both optional), oldest first."""
+    filters = report_filters(since=since, until=until)
+    markers = TrendMarker.objects.using(using).order_by("at", "id")
+    if filters["since"] is not None:
+        markers = markers.filter(at__gte=filters["since"])
+    if filters["until"] is not None:
+        markers = markers.filter(at__lt=filters["until"])
+    return list(markers)

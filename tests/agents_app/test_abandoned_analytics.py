@@ -205,6 +205,8 @@ def test_command_table_and_csv(history):
         "abandoned_rate",
         "silent_rate",
         "reasons",
+        "abandoned_rate_low",
+        "abandoned_rate_high",
     ]
     by_source = {row[0]: row for row in rows[1:]}
     assert by_source["CLI"][4] == "4" and by_source["CLI"][7] == "timeout=4"
@@ -281,7 +283,7 @@ def test_prune_command_covers_the_tally(db, settings):
 
 def test_analytics_page_shows_the_abandoned_section_and_series(admin_client, history, settings):
     settings.SECURE_SSL_REDIRECT = False
-    response = admin_client.get(reverse("admin:sessions_app_session_empty_rates"))
+    response = admin_client.get(reverse("admin:sessions_app_session_empty_rates"), {"bucket": "day"})
     assert response.status_code == 200
     want = expected("model")
     rows = {row["key"]: (row["agents"], row["abandoned"]) for row in response.context["abandoned_rows"]}

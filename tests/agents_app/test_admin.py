@@ -2,6 +2,7 @@
 read once whatever the number of models."""
 
 import datetime as dt
+import re
 
 import pytest
 from django.db import connection
@@ -63,7 +64,14 @@ def test_counts_rates_and_links(admin_client, models):
     ]
     content = response.content.decode()
     for rate in ("100.0%", "25.0%", "0.0%"):
-        assert f'<td class="field-empty_rate_percent">{rate}</td>' in content
+        # Every model here has fewer than MIN_SAMPLE sessions: its rate is greyed out.
+        assert re.search(
+            f'<td class="field-empty_rate_percent"><span class="small-sample"[^>]*>{rate}</span></td>', content
+        )
+    # The Wilson intervals: 2 of 2, 1 of 4 (by hand: 34.2-100%, 4.6-69.9%).
+    assert '<td class="field-empty_rate_interval">34.2\u2013100.0%</td>' in content
+    assert '<td class="field-empty_rate_interval">4.6\u201369.9%</td>' in content
+    assert '<td class="field-empty_rate_interval">-</td>' in content  # idle: no sessions
     assert XSS not in content and "&lt;script&gt;" in content
     gpt = LanguageModel.objects.get(name="openai/gpt-5")
     sessions_link = f"/admin/sessions_app/session/?model__id__exact={gpt.pk}"

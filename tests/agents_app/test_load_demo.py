@@ -13,7 +13,7 @@ from django.db.models import Count, Sum
 
 from agents_app import demo
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app.models import Message, Session
+from sessions_app.models import Message, Session, TrendMarker
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 SMALL = {"days": 20, "cutover_days_ago": 10, "sessions_per_day": 15}
@@ -118,6 +118,14 @@ def test_silent_agents_after_the_cutover_are_tallied_on_their_own_day(history):
     assert tallies.aggregate(total=Sum("count"))["total"] == history.silent_agents_after
     assert min(t.day for t in tallies) >= CUTOVER.date()
     assert len({t.day for t in tallies}) > 3  # not all stamped "today"
+
+
+def test_the_cutover_is_marked_on_the_trend(history):
+    marker = TrendMarker.objects.get()
+    assert (marker.at, marker.label) == (history.cutover, "lazy session creation on")
+    assert marker.note
+    demo.load_demo(seed=7, now=NOW, flush=True, **SMALL)  # flushed and marked again, once
+    assert TrendMarker.objects.count() == 1
 
 
 def test_refuses_a_database_with_sessions(legacy_session):

@@ -6,6 +6,7 @@ Screenshots go to ``test-artifacts/`` (git-ignored), kept as CI artefacts.
 """
 
 import contextlib
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -15,9 +16,10 @@ from django.conf import settings
 from pytest_django.live_server_helper import LiveServer
 
 from agents_app.services import record_abandoned_agent
-from sessions_app.models import Session
+from sessions_app.admin.links import session_change_url
+from sessions_app.models import Session, TrendMarker
 from tests.conftest import skip_or_fail
-from tests.sessions_app.test_admin import FORMULA, GPT, OPUS, XSS, build_world
+from tests.sessions_app.test_admin import FORMULA, GPT, OPUS, XSS, build_world, speak
 
 pytestmark = pytest.mark.browser
 
@@ -93,7 +95,7 @@ def test_operator_logs_in_and_reads_the_empty_rates(http_live_server, legacy_ses
             page.wait_for_url(re.compile(r"/admin/sessions_app/session/empty-rates/$"))
 
             assert page.inner_text(".rates-big") == "66.7%"  # 8 of 12 sessions are empty
-            rows = page.locator(".rates-module").first.locator("tbody tr")
+            rows = page.locator("table.per-model tbody tr")
             table = {}
             for i in range(rows.count()):
                 cells = rows.nth(i).locator("th, td").all_inner_texts()
@@ -123,3 +125,83 @@ def test_operator_logs_in_and_reads_the_empty_rates(http_live_server, legacy_ses
             page.screenshot(path=str(ARTIFACTS / f"empty-rates-{scheme}.png"), full_page=True)
             assert all(url.startswith(base) for url in requested), "no request may leave the site"
             context.close()
+
+
+def log_in(page, base: str) -> None:
+    page.goto(f"{base}/admin/")
+    page.fill("#id_username", "operator")
+    page.fill("#id_password", "a long test password")
+    page.click("input[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
+
+
+def test_markers_partial_bucket_and_read_only_records(http_live_server, legacy_session, django_user_model):
+    """The story at a glance, in light and dark, on a laptop (1366 px) and a phone (420 px): the
+    marker drawn and listed, today's bucket hollow and dashed, tables scrolling inside their box,
+    and sessions shown read-only."""
+    now = dt.datetime.now(dt.UTC)
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for age in range(1, 8):
+        legacy_session(OPUS, started_at=today - dt.timedelta(days=age, hours=-1))
+        speak(GPT, today - dt.timedelta(days=age, hours=-2), messages=2)
+    legacy_session(GPT, started_at=now - dt.timedelta(seconds=30))  # today: partial
+    full = speak("openrouter/qwen/qwen3-coder-480b-a35b-instruct:free", today - dt.timedelta(days=3), messages=3)
+    TrendMarker.objects.create(at=today - dt.timedelta(days=4), label="lazy session creation on", note="deploy 42")
+    django_user_model.objects.create_superuser("operator", password="a long test password")
+    base = http_live_server.url
+    session_url = base + session_change_url(full)
+    ARTIFACTS.mkdir(exist_ok=True)
+
+    with chromium() as browser:
+        for scheme in ("light", "dark"):
+            for width in (1366, 420):
+                context = browser.new_context(color_scheme=scheme, viewport={"width": width, "height": 900})
+                page = context.new_page()
+                log_in(page, base)
+                page.goto(f"{base}/admin/sessions_app/session/empty-rates/?bucket=day")
+
+                # The marker: a labelled vertical line on the chart, and listed under it.
+                assert page.locator("svg.trend-chart g.event line.event-line").count() == 1
+                assert page.text_content("svg.trend-chart text.event-label") == "lazy session creation on"
+                assert "deploy 42" in page.inner_text(".marker-list")
+                # Today's bucket: a hollow point on a dashed segment, and said to be partial.
+                hollow = page.eval_on_selector(
+                    "svg.trend-chart circle.marker.total.partial", "c => getComputedStyle(c).fill"
+                )
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert hollow == background
+                dashed = page.eval_on_selector(
+                    "svg.trend-chart path.series.partial.total", "p => getComputedStyle(p).strokeDasharray"
+                )
+                assert dashed not in ("none", "")
+                assert "partial" in page.text_content("svg.trend-chart text.partial-label")
+                # Before versus now, from the marker.
+                assert "lazy session creation on" in page.inner_text(".rates-compare")
+                # The trend numbers scroll inside their box; the page itself never scrolls sideways.
+                page.click("details.trend-numbers summary")
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                if width == 420:
+                    wrap = page.locator(".trend-table-wrap")
+                    assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")
+                    # Chart text stays legible: at least 10 px on screen.
+                    size = page.eval_on_selector(
+                        "svg.trend-chart text.axis-label", "t => t.getBoundingClientRect().height"
+                    )
+                    assert size >= 10
+                page.screenshot(path=str(ARTIFACTS / f"analytics-{scheme}-{width}.png"), full_page=True)
+
+                # A session is a record: shown read-only, with the model by name.
+                page.goto(session_url)
+                assert page.locator("input[name=_save]").count() == 0
+                assert page.locator("a.closelink").count() == 1
+                assert "openrouter/qwen/qwen3-coder-480b-a35b-instruct:free" in page.inner_text("#content")
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                page.screenshot(path=str(ARTIFACTS / f"session-{scheme}-{width}.png"), full_page=True)
+                page.goto(f"{base}/admin/sessions_app/session/")
+                assert page.locator(".object-tools a.addlink").count() == 0  # no "Add session"
+                if width == 1366:
+                    # The list fits beside the sidebar and the filters: no sideways scrolling.
+                    results = page.locator(".results")
+                    assert results.evaluate("r => r.scrollWidth <= r.clientWidth + 1")
+                page.screenshot(path=str(ARTIFACTS / f"sessions-{scheme}-{width}.png"), full_page=True)
+                context.close()

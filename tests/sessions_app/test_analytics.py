@@ -1,6 +1,7 @@
 """Empty-session analytics: exact numbers per grouping and filter, one query, index use."""
 
 import datetime as dt
+import math
 from collections import Counter
 from dataclasses import dataclass
 
@@ -12,6 +13,27 @@ from django.test.utils import CaptureQueriesContext
 from agents_app.agent import Agent
 from sessions_app.analytics import GROUPINGS, KEY_GROUPINGS, EmptySessionReport, RateRow, empty_session_rates
 from sessions_app.models import Message, Session
+
+
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson 95% bounds, computed apart from the code under test: the two roots p of
+    (k/n - p)^2 = z^2 p (1 - p) / n, a quadratic in p (z = 1.959964)."""
+    if n == 0:
+        return 0.0, 1.0
+    z2, f = 1.959963984540054**2, k / n
+    a, b, c = 1 + z2 / n, -(2 * f + z2 / n), f * f
+    root = math.sqrt(b * b - 4 * a * c)
+    return (-b - root) / (2 * a), (-b + root) / (2 * a)
+
+
+def checked(data: dict) -> dict:
+    """A report's JSON (``as_dict``) with its ``rate_low``/``rate_high`` checked against ``wilson``
+    on the total and every row, then removed: the rest compares exactly."""
+    for row in [data["total"], *data["rows"]]:
+        low, high = row.pop("rate_low"), row.pop("rate_high")
+        assert (low, high) == pytest.approx(wilson(row["empty"], row["sessions"]), abs=1e-12)
+    return data
+
 
 OPUS = "anthropic/claude-opus-4.6"
 GPT = "openai/gpt-5"
@@ -202,7 +224,7 @@ def test_source_grouping_is_exact(history):
 def test_empty_database_gives_zero_rates(db):
     report = empty_session_rates("week")
     assert (report.rows, report.total.sessions, report.total.empty, report.total.rate) == ([], 0, 0, 0.0)
-    assert report.as_dict() == {
+    assert checked(report.as_dict()) == {
         "by": "week",
         "filters": {"since": None, "until": None, "model": None, "source": None, "profile": None},
         "total": {"sessions": 0, "empty": 0, "rate": 0.0},
@@ -214,6 +236,8 @@ def test_report_shape(history):
     report = empty_session_rates("model", since=dt.date(2026, 1, 1), until=dt.datetime(2026, 2, 1, 2, tzinfo=PLUS_TWO))
     data = report.as_dict()
     assert list(data) == ["by", "filters", "total", "rows"]
+    assert report["total"] == data["total"] and report["by"] == "model"
+    data = checked(data)
     assert data["filters"] == {
         "since": "2026-01-01T00:00:00+00:00",
         "until": "2026-02-01T00:00:00+00:00",
@@ -226,7 +250,6 @@ def test_report_shape(history):
         {"key": "(none)", "sessions": 2, "empty": 1, "rate": 0.5},
         {"key": GPT, "sessions": 3, "empty": 1, "rate": 1 / 3},
     ]
-    assert report["total"] == data["total"] and report["by"] == "model"
     assert len(report) == 2 and list(report) == report.rows
     row = report.rows[1]
     assert (row["key"], row["sessions"], row["empty"], row["rate"]) == (GPT, 3, 1, 1 / 3)
@@ -236,7 +259,12 @@ def test_report_shape(history):
 
 def test_rate_row_without_sessions_has_rate_zero():
     assert RateRow("x", 0, 0).rate == 0.0
-    assert RateRow("x", 4, 1).as_dict() == {"key": "x", "sessions": 4, "empty": 1, "rate": 0.25}
+    assert checked({"total": RateRow("x", 4, 1).as_dict(), "rows": []})["total"] == {
+        "key": "x",
+        "sessions": 4,
+        "empty": 1,
+        "rate": 0.25,
+    }
     assert isinstance(EmptySessionReport("model", {}, [], RateRow("TOTAL", 0, 0)).as_dict()["filters"], dict)
 
 

@@ -139,12 +139,12 @@ def test_command_by_cause_and_breakdown(landscape, settings):
     call_command("empty_sessions", "--by", "model", "--breakdown", "cause", "--format", "json", stdout=out)
     data = json.loads(out.getvalue())
     assert {row["key"]: row["causes"] for row in data["rows"]} == landscape
-    assert set(data["total"]) == {"sessions", "empty", "rate", "causes"}
+    assert set(data["total"]) == {"sessions", "empty", "rate", "rate_low", "rate_high", "causes"}
     out = io.StringIO()
     call_command("empty_sessions", "--breakdown", "cause", "--format", "csv", stdout=out)
     rows = list(csv.reader(io.StringIO(out.getvalue())))
-    assert rows[0] == ["model", "sessions", "empty", "rate", *CAUSES]
-    assert {r[0]: dict(zip(CAUSES, map(int, r[4:]), strict=True)) for r in rows[1:-1]} == landscape
+    assert rows[0] == ["model", "sessions", "empty", "rate", "rate_low", "rate_high", *CAUSES]
+    assert {r[0]: dict(zip(CAUSES, map(int, r[6:]), strict=True)) for r in rows[1:-1]} == landscape
     out = io.StringIO()
     call_command("empty_sessions", "--breakdown", "cause", stdout=out)
     assert "never_ended" in out.getvalue() and "(none)" in out.getvalue()

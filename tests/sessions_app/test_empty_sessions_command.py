@@ -18,7 +18,7 @@ from django.db import connection
 from sessions_app import reporting
 from sessions_app.analytics import EmptySessionReport, RateRow
 from sessions_app.models import Message, Session
-from tests.sessions_app.test_analytics import GPT, OPUS, SPECS, Spec, build, expected, utc
+from tests.sessions_app.test_analytics import GPT, OPUS, SPECS, Spec, build, checked, expected, utc, wilson
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,7 @@ def history(db, legacy_session):
 @pytest.mark.parametrize("by", ["model", "source", "day", "week", "month"])
 def test_json_for_every_grouping(history, by):
     out, err = run("--by", by, "--format", "json")
-    assert json.loads(out) == expected_json(history, by)
+    assert checked(json.loads(out)) == expected_json(history, by)
     assert out.count("\n") == 1 and err == ""
 
 
@@ -75,7 +75,7 @@ def test_json_with_every_filter(history):
     )
     chosen = [s for s in history if s.model == GPT and s.source == "cron" and s.started_at < utc(2026, 1, 5)]
     assert len(chosen) == 1
-    assert json.loads(out) == expected_json(
+    assert checked(json.loads(out)) == expected_json(
         chosen,
         "week",
         since="2025-12-29T00:00:00+00:00",
@@ -87,7 +87,7 @@ def test_json_with_every_filter(history):
 
 def test_naive_datetime_on_the_command_line_is_utc(history):
     out, _ = run("--format", "json", "--since", "2026-01-04T23:00", "--until", "2026-01-05")
-    data = json.loads(out)
+    data = checked(json.loads(out))
     assert data["filters"]["since"] == "2026-01-04T23:00:00+00:00"
     assert data["total"] == {"sessions": 1, "empty": 0, "rate": 0.0}  # the +02:00 session at 01:00 on the 5th
 
@@ -107,13 +107,14 @@ def test_csv_parses_back_to_the_same_numbers(history, by):
     out, _ = run("--by", by, "--format", "csv")
     assert out.endswith("\r\n") and "\n" not in out.replace("\r\n", "")
     header, *rows, total = list(csv.reader(io.StringIO(out, newline="")))
-    assert header == [by, "sessions", "empty", "rate"]
+    assert header == [by, "sessions", "empty", "rate", "rate_low", "rate_high"]
     numbers = expected(history, by)
     assert [row[0] for row in rows] == sorted(numbers)
-    for key, sessions, empty, rate in rows:
+    for key, sessions, empty, rate, low, high in rows:
         assert (int(sessions), int(empty)) == numbers[key]
         assert float(rate) == numbers[key][1] / numbers[key][0]
-    assert total == ["TOTAL", "12", "6", "0.5"]
+        assert (float(low), float(high)) == pytest.approx(wilson(*reversed(numbers[key])), abs=1e-12)
+    assert total[:4] == ["TOTAL", "12", "6", "0.5"]
 
 
 def test_csv_quoting_and_formula_neutralising():
@@ -127,7 +128,7 @@ def test_csv_quoting_and_formula_neutralising():
     reporting.write_csv(report, buffer)
     keys = [row[0] for row in csv.reader(io.StringIO(buffer.getvalue(), newline=""))][1:-1]
     assert keys == ["'=HYPERLINK(1)", "'+1", "'-2", "'@SUM(A1)", "'\tx", 'a,"b"\nc', "plain"]
-    assert '"a,""b""\nc",2,1,0.5\r\n' in buffer.getvalue()  # RFC 4180: quoted, quotes doubled
+    assert '\r\n"a,""b""\nc",2,1,0.5,0.094' in buffer.getvalue()  # RFC 4180: quoted, quotes doubled
     raw = [row[0] for row in reporting.csv_rows(report, neutralise_formulas=False)][1:-1]
     assert raw == [row.key for row in report.rows]
 
@@ -137,15 +138,35 @@ def test_csv_quoting_and_formula_neutralising():
 
 def test_table_sorted_by_rate_with_total(history):
     out, _ = run()
+    # The intervals are Wilson's for 3/5, 1/2, 2/5 and 6/12, evaluated by hand (test_intervals).
     assert out == (
-        "model                      sessions  empty   rate\n"
-        "-------------------------------------------------\n"
-        "anthropic/claude-opus-4.6         5      3  60.0%\n"
-        "(none)                            2      1  50.0%\n"
-        "openai/gpt-5                      5      2  40.0%\n"
-        "-------------------------------------------------\n"
-        "TOTAL                            12      6  50.0%\n"
+        "model                      sessions  empty   rate  95% interval\n"
+        "---------------------------------------------------------------\n"
+        "anthropic/claude-opus-4.6         5      3  60.0%    23.1\u201388.2%\n"
+        "(none)                            2      1  50.0%     9.5\u201390.5%\n"
+        "openai/gpt-5                      5      2  40.0%    11.8\u201376.9%\n"
+        "---------------------------------------------------------------\n"
+        "TOTAL                            12      6  50.0%    25.4\u201374.6%\n"
     )
+
+
+def test_periods_are_in_time_order_by_default(history):
+    out, _ = run("--by", "month")
+    assert [line.split()[0] for line in out.splitlines()[2:5]] == ["2025-12", "2026-01", "2026-02"]
+    out, _ = run("--by", "week", "--breakdown", "cause")
+    weeks = [line.split()[0] for line in out.splitlines()[2:-2]]
+    assert weeks == sorted(weeks) and len(weeks) > 3
+    out, _ = run("--by", "day", "--sort", "rate")  # an explicit --sort still wins
+    rates = [float(line.split()[3].rstrip("%")) for line in out.splitlines()[2:-2]]
+    assert rates == sorted(rates, reverse=True)
+
+
+def test_include_abandoned_does_not_cut_model_names(history, legacy_session):
+    long_name = "openrouter/qwen/qwen3-coder-480b-a35b-instruct:free-" + "x" * 40
+    legacy_session(model=long_name)
+    out, _ = run("--include-abandoned")
+    assert any(line.startswith(long_name + " ") for line in out.splitlines())
+    assert "\u2026" not in out
 
 
 @pytest.mark.parametrize(
@@ -171,7 +192,7 @@ def test_table_stays_aligned_at_80_columns_with_long_names(history, legacy_sessi
     assert {display_width(line) for line in lines} == {80}  # every line ends at the same column
     assert any(line.startswith(long_name[:40]) and "…" in line for line in lines)
     assert any(line.startswith("模型模型") for line in lines)
-    assert lines[-1].split() == ["TOTAL", "14", "8", "57.1%"]
+    assert lines[-1].split()[:4] == ["TOTAL", "14", "8", "57.1%"]
 
 
 def test_no_sessions_is_said_clearly(db):
@@ -180,9 +201,9 @@ def test_no_sessions_is_said_clearly(db):
     out, _ = run("--model", "nobody/none", "--since", "2026-01-01")
     assert out == "No sessions match (since 2026-01-01T00:00:00+00:00, model 'nobody/none').\n"
     out, _ = run("--format", "json")
-    assert json.loads(out) == expected_json([], "model")
+    assert checked(json.loads(out)) == expected_json([], "model")
     out, _ = run("--format", "csv", "--by", "day")
-    assert out == "day,sessions,empty,rate\r\nTOTAL,0,0,0.0\r\n"
+    assert out == "day,sessions,empty,rate,rate_low,rate_high\r\nTOTAL,0,0,0.0,0.0,1.0\r\n"
 
 
 # --- errors and --fail-above ------------------------------------------------------------------
@@ -224,7 +245,7 @@ def test_fail_above_exits_3_after_printing_the_report(history):
 @pytest.mark.parametrize("limit", ["0.6", "60%", "1", "100%"])
 def test_fail_above_passes_at_or_over_the_highest_rate(history, limit):
     out, _ = run("--fail-above", limit)  # highest row rate is exactly 60%: not above
-    assert out.splitlines()[-1].split() == ["TOTAL", "12", "6", "50.0%"]
+    assert out.splitlines()[-1].split() == ["TOTAL", "12", "6", "50.0%", "25.4\u201374.6%"]
 
 
 def test_fail_above_looks_at_the_reported_rows_only(history):
@@ -273,7 +294,7 @@ def test_exit_statuses_of_a_real_process(legacy_session):
 
     ok = manage("--format", "json", "--fail-above", "50%")
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["rows"] == [{"key": OPUS, "sessions": 2, "empty": 1, "rate": 0.5}]
+    assert checked(json.loads(ok.stdout))["rows"] == [{"key": OPUS, "sessions": 2, "empty": 1, "rate": 0.5}]
 
     above = manage("--format", "json", "--fail-above", "0.25")
     assert above.returncode == 3, above.stderr

@@ -10,6 +10,8 @@ from sessions_app.management.base import HermesCommand, parse_date, parse_rate
 
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).
 EXIT_ABOVE_LIMIT = 3
+# Periods read in time order; other groupings by the highest rate first.
+PERIODS = ("day", "week", "month")
 
 
 class Command(HermesCommand):
@@ -60,7 +62,7 @@ class Command(HermesCommand):
             "--sort",
             metavar="{" + ",".join(reporting.SORTS) + "}",
             help="Row order: rate (highest first; the table's default), sessions (most first), or key "
-            "(JSON and CSV default).",
+            "(JSON and CSV default, and the table's with --by day|week|month: in time order).",
         )
         parser.add_argument(
             "--include-abandoned",
@@ -103,12 +105,13 @@ class Command(HermesCommand):
         )
 
         abandoned = options["include_abandoned"]
+        table_sort = sort or ("key" if options["by"] in PERIODS else "rate")
         if breakdown:
-            self.write_breakdown(report, output_format, sort)
+            self.write_breakdown(report, output_format, sort, table_sort)
             report = report.report
         elif output_format == "table":
             table = reporting.format_abandoned_table if abandoned else reporting.format_table
-            self.stdout.write(table(report, sort=sort or "rate"))
+            self.stdout.write(table(report, sort=table_sort))
         else:
             if sort is not None:
                 report = reporting.sorted_report(report, sort)
@@ -121,9 +124,9 @@ class Command(HermesCommand):
 
         self.summarise(report, options, limit)
 
-    def write_breakdown(self, breakdown, output_format: str, sort: str | None) -> None:
+    def write_breakdown(self, breakdown, output_format: str, sort: str | None, table_sort: str) -> None:
         if output_format == "table":
-            self.stdout.write(reporting.format_breakdown_table(breakdown, sort=sort or "rate"))
+            self.stdout.write(reporting.format_breakdown_table(breakdown, sort=table_sort))
             return
         if sort is not None:
             breakdown = reporting.sorted_breakdown(breakdown, sort)

@@ -6,8 +6,6 @@ bounded in rows and in the characters they carry.
 """
 
 import sqlite3
-from bisect import bisect_right
-from itertools import accumulate
 from pathlib import Path
 
 from sessions_app.importers.opening import HermesImportError, Opened, check_file
@@ -162,16 +160,21 @@ class Source:
     def _page(self, table: str, after, limit: int) -> list:
         """The next rows of ``table`` by id after ``after``: at most ``limit`` rows, and no more than
         ``PAGE_CHARS`` of their values unless the first row alone is bigger. Their sizes are read
-        first (SQLite's ``length()``, no row reaches Python), then the rows up to the last that fits."""
-        sizes = self._query(self._sizes_sql[table], (after, limit))
-        if not sizes:
+        first (SQLite's ``length()``; no value reaches Python), only as far as the budget goes,
+        then the rows up to the last that fits."""
+        last, total = None, 0
+        try:
+            cursor = self.conn.execute(self._sizes_sql[table], (after, limit))
+            for row_id, size in cursor:
+                if last is not None and total + size > PAGE_CHARS:
+                    break
+                last, total = row_id, total + size
+            cursor.close()
+        except sqlite3.DatabaseError as exc:
+            raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
+        if last is None:
             return []
-        last = sizes[-1][0]
-        running = list(accumulate(size for _, size in sizes))
-        if running[-1] > PAGE_CHARS:
-            last = sizes[max(1, bisect_right(running, PAGE_CHARS)) - 1][0]
-        sql = self._sessions_sql if table == "sessions" else self._messages_sql
-        return self._query(sql, (after, last))
+        return self._query(self._sessions_sql if table == "sessions" else self._messages_sql, (after, last))
 
     def count_sessions(self) -> int:
         return self._query("SELECT COUNT(*) FROM sessions")[0][0]

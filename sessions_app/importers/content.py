@@ -17,6 +17,8 @@ import json
 import math
 import re
 
+from sessions_app import validation
+
 MULTIMODAL_PREFIX = "\x00json:"
 CONTENT_PARTS_KEY = "content_parts"
 KEPT_CHARS = 1024
@@ -92,3 +94,17 @@ def repair_escaped_nul(text: str) -> str:
         return text
     repaired = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
     return text if repaired == text else repaired
+
+
+_LONG_NUMBER = re.compile(r"\d{19}")
+
+
+def plain_json(text: str) -> bool:
+    """Whether JSON ``text`` decodes to what ``validation.check_json`` accepts, decided on the text:
+    no deeper than its brackets, no integer past 64 bits without 19 digits in a row, no lone
+    surrogate or NUL without an escape (raw NULs were repaired already)."""
+    return (
+        "\\u" not in text
+        and text.count("[") + text.count("{") <= validation.MAX_JSON_DEPTH
+        and not _LONG_NUMBER.search(text)
+    )

@@ -20,6 +20,7 @@ from sessions_app.importers.content import (
     MULTIMODAL_PREFIX,
     STRICT_JSON,
     decode_multimodal,
+    plain_json,
     repair_escaped_nul,
 )
 from sessions_app.importers.writer import extra_keys
@@ -226,8 +227,9 @@ class RowConverter:
             parsed = STRICT_JSON.decode(value)
         except (ValueError, RecursionError) as exc:
             raise RowError(f"invalid JSON in {column}", str(exc) or type(exc).__name__) from None
-        # Depth, keys, 64-bit integers, lone surrogates: validation decides, on every backend alike.
-        return _check(validation.check_json, parsed, column, column=column)
+        # Depth, keys, 64-bit integers, lone surrogates: validation decides, on every backend alike;
+        # it cannot refuse text with few brackets, no long number and no escape (``content.plain_json``).
+        return parsed if plain_json(value) else _check(validation.check_json, parsed, column, column=column)
 
     def _repair_escaped_nul(self, text: str) -> str:
         repaired = repair_escaped_nul(text)  # counted as a repair, as raw NULs in text are

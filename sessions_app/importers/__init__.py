@@ -1,18 +1,21 @@
 """Import a hermes-agent ``state.db``: ``import_hermes_db()`` and what it reports.
 
 One job per module, imports flowing down only: ``run`` (pages, transactions, retries, progress;
-the import's decisions are documented there) -> ``sessions``, ``messages`` (what one page does) ->
-``rows`` (one source row -> our values), ``writer`` (batched writes), ``source`` (the state.db),
-``report`` (the counts).
+the import's decisions are documented there) -> ``links`` (the linking pass) -> ``sessions``,
+``messages`` (what one page does) -> ``rows`` (one source row -> our values), ``content``
+(multimodal content, strict JSON), ``writer`` (batched writes), ``source`` (the state.db's pages)
+-> ``opening`` (file checks, a read-only open), ``report`` (the counts). docs/import.md says what is
+skipped and reported.
 """
 
 from sessions_app.importers.report import NO_MODEL, ImportProgress, ImportResult, ModelTally
-from sessions_app.importers.run import DEFAULT_BATCH_SIZE, import_hermes_db
+from sessions_app.importers.run import DEFAULT_BATCH_SIZE, import_hermes_db, profile_from_path
 from sessions_app.importers.source import HermesImportError
-from sessions_app.importers.writer import LAST_MESSAGE_KEY, MISSING_PARENT_KEY
+from sessions_app.importers.writer import DROPPED_PARENT_KEY, LAST_MESSAGE_KEY, MISSING_PARENT_KEY
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "DROPPED_PARENT_KEY",
     "LAST_MESSAGE_KEY",
     "MISSING_PARENT_KEY",
     "NO_MODEL",
@@ -21,4 +24,5 @@ __all__ = [
     "ImportResult",
     "ModelTally",
     "import_hermes_db",
+    "profile_from_path",
 ]

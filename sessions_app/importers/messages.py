@@ -35,11 +35,12 @@ class MessagePages:
         message_values = self.rows.message_values
         for row in rows:
             mid, sid = row[0], row[1]
+            if sid in self.skipped_sessions:  # counted with their session (a conflict: stored, not ours)
+                continue
             extra = known.get(sid, (None,))[0]
             if not isinstance(extra, dict) or LAST_MESSAGE_KEY not in extra:
-                if sid not in self.skipped_sessions:  # those were counted with their session
-                    page.messages_skipped += 1
-                    page.skip_reasons["message: no session row in the file"] += 1
+                page.messages_skipped += 1
+                page.skip("message: no session row in the file", f"rowid {mid}")
                 continue
             state = touched.get(sid)
             if mid <= (state[0] if state else extra[LAST_MESSAGE_KEY]):
@@ -51,7 +52,7 @@ class MessagePages:
                 values, tool_calls = message_values(row)
             except RowError as exc:
                 page.messages_skipped += 1
-                page.skip_reasons[f"message: {exc.reason}"] += 1
+                page.skip(f"message: {exc.reason}", f"rowid {mid}")
                 page.warn(f"message {mid} of session {sid}: {exc.reason} ({exc.detail}); skipped")
                 continue
             new.append(values)

@@ -4,8 +4,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.models import DEFAULT_PROFILE
 
 MAX_WARNINGS = 100
+MAX_NAMED = 20  # rows named per skip reason (the counts stay complete)
 NO_MODEL = NO_MODEL_KEY  # sessions without a model, as the analytics name them
 
 
@@ -37,6 +39,7 @@ class ImportResult:
 
     path: str
     dry_run: bool = False
+    profile: str = DEFAULT_PROFILE
     sessions_in_file: int = 0
     sessions_imported: int = 0
     sessions_updated: int = 0
@@ -47,9 +50,14 @@ class ImportResult:
     empty_sessions: int = 0
     parents_linked: int = 0
     parents_missing: int = 0
+    parent_cycles_broken: int = 0
     models_created: int = 0
     values_repaired: int = 0
     skip_reasons: Counter = field(default_factory=Counter)
+    # The first rows skipped for each reason, by name: "rowid 12" (a message), "'20260101_...'" (a session).
+    skipped_rows: dict[str, list[str]] = field(default_factory=dict)
+    # Session ids already stored from another profile: {"session", "stored_profile", "profile"}.
+    conflicts: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     by_model: dict[str, ModelTally] = field(default_factory=dict)
     elapsed: float = 0.0
@@ -59,12 +67,23 @@ class ImportResult:
         if len(self.warnings) < MAX_WARNINGS:
             self.warnings.append(message)
 
+    def skip(self, reason: str, name: str, count: int = 1) -> None:
+        """Count ``count`` rows skipped for ``reason``, naming the first ``MAX_NAMED`` of each reason."""
+        self.skip_reasons[reason] += count
+        named = self.skipped_rows.setdefault(reason, [])
+        if len(named) < MAX_NAMED:
+            named.append(name)
+
     def add(self, other: "ImportResult") -> None:
         """Add the counts, skip reasons, warnings and tallies of ``other`` (a committed page) to these."""
         for name, value in vars(other).items():
             if isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, name, getattr(self, name) + value)
         self.skip_reasons.update(other.skip_reasons)
+        for reason, names in other.skipped_rows.items():
+            named = self.skipped_rows.setdefault(reason, [])
+            named.extend(names[: MAX_NAMED - len(named)])
+        self.conflicts.extend(other.conflicts[: MAX_WARNINGS - len(self.conflicts)])
         for message in other.warnings:
             self.warn(message)
         for name, tally in other.by_model.items():

@@ -9,34 +9,28 @@ source schema does not enforce. A row that fails raises ``RowError``; the run co
 import base64
 import datetime as dt
 import json
-import math
-import re
 from contextlib import suppress
 from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ValidationError
 
 from sessions_app import validation
+from sessions_app.importers.content import (
+    CONTENT_PARTS_KEY,
+    MULTIMODAL_PREFIX,
+    STRICT_JSON,
+    decode_multimodal,
+    plain_json,
+    repair_escaped_nul,
+)
+from sessions_app.importers.writer import extra_keys
 
 _BIGINT = 2**63 - 1
 _COST_QUANTUM = Decimal("1e-10")  # Session.*_cost_usd: decimal_places=10, max_digits=20
-_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
 _SESSION_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {text} is out of range")
-    return value
-
-
-def _no_constant(name: str):
-    raise ValueError(f"{name} is not JSON")
-
-
-# Strict JSON: no NaN/Infinity (no backend stores them in a JSON column).
-_JSON = json.JSONDecoder(parse_float=_finite_float, parse_constant=_no_constant)
+# Bytes a character of JSON text may take once stored, as sent: ``\ud83d\ude00`` for an astral
+# character, its backslashes escaped once more by MySQL/MariaDB clients (``validation``'s bound).
+_JSON_CHAR_BYTES = 14
 
 
 class RowError(Exception):
@@ -65,6 +59,7 @@ class RowConverter:
     def __init__(self, source, *, now: dt.datetime, max_chars: int, db_json, db_time):
         self.decode = source.decode
         self.session_extras, self.message_extras = source.session_extras, source.message_extras
+        self._keys = extra_keys((*source.session_extras, *source.message_extras))
         self.now = now
         self.latest = (now + validation.MAX_CLOCK_SKEW).timestamp()
         self.max_chars = max_chars
@@ -106,7 +101,20 @@ class RowConverter:
         for name in _SESSION_TOKENS:
             fields[name] = self._token_total(v[name], name)
         extra = self._extra({name: v[name] for name in self.session_extras})
+        self._check_session_size(v, fields, extra)
         return fields, model, parent, extra
+
+    def _check_session_size(self, v: dict, fields: dict, extra: dict) -> None:
+        """Skip a session row too big to send (``validation.MAX_MESSAGE_BYTES``, as for messages);
+        exact sizes only past a cheap bound over the source values (64 bytes a non-text value)."""
+        texts = [fields[name] for name in ("system_prompt", "cwd", "title") if fields[name]]
+        documents = sum(len(v[n]) for n in ("model_config", *self.session_extras) if isinstance(v[n], str | bytes))
+        if 4 * sum(map(len, texts)) + _JSON_CHAR_BYTES * (documents + 64 * len(v)) > validation.MAX_MESSAGE_BYTES:
+            size = sum(map(validation.sent_size, texts))
+            size += sum(validation.sent_size(json.dumps(d)) for d in (fields["model_config"], extra) if d)
+            if size > validation.MAX_MESSAGE_BYTES:
+                limit = validation.MAX_MESSAGE_BYTES
+                raise RowError("session too large", f"{size:,} bytes as sent to the database; the limit is {limit:,}")
 
     def message_values(self, row) -> tuple[tuple, int]:
         """The row's values for ``writer.MESSAGE_FIELDS``, adapted for the database, and its tool-call count.
@@ -129,6 +137,14 @@ class RowConverter:
         extra = None
         if rest and rest.count(None) != len(rest):
             extra = self._extra(dict(zip(self.message_extras, rest, strict=True))) or None
+        parts_chars = 0
+        if content.__class__ is str and content[:1] == "\x00" and content.startswith(MULTIMODAL_PREFIX):
+            decoded = decode_multimodal(content)
+            if decoded is not None:
+                parts_chars = len(content)
+                content, parts = decoded
+                parts = _check(validation.check_json, parts, "content", column="content")
+                extra = {**(extra or {}), CONTENT_PARTS_KEY: parts}
         text, limit, db_json = self._text, self.max_chars, self._db_json
         values = (
             sid,
@@ -151,24 +167,28 @@ class RowConverter:
         )
         content, reasoning, calls_text = values[2], values[9], row[5]
         chars = (len(content) if content else 0) + (len(reasoning) if reasoning else 0)
-        if extra is not None or 4 * chars + (12 * len(calls_text) if calls_text else 0) > validation.MAX_MESSAGE_BYTES:
-            self._check_message_size(row, content, reasoning, tool_calls, extra)
+        if (
+            extra is not None
+            or 4 * chars + (_JSON_CHAR_BYTES * len(calls_text) if calls_text else 0) > validation.MAX_MESSAGE_BYTES
+        ):
+            self._check_message_size(row, content, reasoning, tool_calls, extra, parts_chars)
         return values, calls
 
-    def _check_message_size(self, row, content, reasoning, tool_calls, extra) -> None:
+    def _check_message_size(self, row, content, reasoning, tool_calls, extra, parts_chars: int) -> None:
         """Skip a message the save path would refuse for its size (``validation.MAX_MESSAGE_BYTES``
         once encoded): MariaDB/MySQL drop the connection on a row over ``max_allowed_packet``,
         which would fail the whole page. The bound below is cheap and exact sizes are computed
-        only past it: a character takes at most 4 bytes as UTF-8 text, and at most 12 as JSON
-        (``\\ud83d\\ude00``), against the length of the source text it was decoded from; in
-        ``extra``, each other value takes at most 32 bytes and each key its name, quoted, 12 more."""
+        only past it: a character takes at most 4 bytes as UTF-8 text, and at most 14 as JSON
+        (``_JSON_CHAR_BYTES``), against the length of the source text it was decoded from; in
+        ``extra``, each other value takes at most 32 bytes and each key its name, quoted, 12 more;
+        multimodal parts at most their source text (``parts_chars``)."""
         texts = sum(len(value) for value in (content, reasoning) if value)
-        documents = len(row[5]) if isinstance(row[5], str) else 0
+        documents = (len(row[5]) if isinstance(row[5], str) else 0) + parts_chars + 16
         for name, value in zip(self.message_extras, row[11:], strict=True):
             if value is not None:
                 documents += len(value) if isinstance(value, str | bytes) else 3
                 documents += len(name) + 1
-        bound = 4 * texts + 12 * documents + 2
+        bound = 4 * texts + _JSON_CHAR_BYTES * documents + 2
         if bound <= validation.MAX_MESSAGE_BYTES:
             return
         fields = {"content": content, "reasoning": reasoning, "tool_calls": tool_calls, "extra": extra}
@@ -204,20 +224,16 @@ class RowConverter:
             raise RowError(f"invalid JSON in {column}", f"a {type(value).__name__}, not JSON text")
         value = self._repair_escaped_nul(self._text(value, column, self.max_chars))
         try:
-            parsed = _JSON.decode(value)
+            parsed = STRICT_JSON.decode(value)
         except (ValueError, RecursionError) as exc:
             raise RowError(f"invalid JSON in {column}", str(exc) or type(exc).__name__) from None
-        if "\\u" in value:  # only an escape can bring in what no backend stores (a lone surrogate)
-            parsed = _check(validation.check_json, parsed, column, column=column)
-        return parsed
+        # Depth, keys, 64-bit integers, lone surrogates: validation decides, on every backend alike;
+        # it cannot refuse text with few brackets, no long number and no escape (``content.plain_json``).
+        return parsed if plain_json(value) else _check(validation.check_json, parsed, column, column=column)
 
     def _repair_escaped_nul(self, text: str) -> str:
-        """JSON text with ``\\u0000`` escapes (a NUL once decoded) turned into ``\\ufffd``, counted
-        as a repair, as raw NULs in text are."""
-        if "\\u0000" not in text:
-            return text
-        repaired = _ESCAPED_NUL.sub(r"\1\\ufffd", text)
-        self.repaired += repaired != text
+        repaired = repair_escaped_nul(text)  # counted as a repair, as raw NULs in text are
+        self.repaired += repaired is not text
         return repaired
 
     def _extra(self, values: dict) -> dict:
@@ -232,8 +248,8 @@ class RowConverter:
                 value = self._text(value, name, self.max_chars)
                 if value[:1] in ("{", "["):
                     with suppress(ValueError, RecursionError):  # not JSON after all: keep the text
-                        value = _JSON.decode(self._repair_escaped_nul(value))
-            extra[name] = value
+                        value = STRICT_JSON.decode(self._repair_escaped_nul(value))
+            extra[self._keys.get(name, name)] = value
         return _check(validation.check_json, extra, "extra", column="extra") if extra else extra
 
     def _time(self, value, column: str, *, required: bool = False):

@@ -28,21 +28,40 @@ Decisions:
 import time
 from collections.abc import Callable
 from contextlib import closing
+from pathlib import Path
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
+from django.core.exceptions import ValidationError
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, transaction
 from django.utils import timezone
 
 from hermes_site.db import run_with_retry
+from sessions_app import validation
+from sessions_app.importers.links import ParentLinks
 from sessions_app.importers.messages import MessagePages
 from sessions_app.importers.report import ImportProgress, ImportResult
 from sessions_app.importers.rows import RowConverter
 from sessions_app.importers.sessions import SessionPages
 from sessions_app.importers.source import HermesImportError, Source
 from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer
-from sessions_app.models import Session
+from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
 
 DEFAULT_BATCH_SIZE = 2000
+
+
+def profile_from_path(path) -> str:
+    """The hermes profile a ``state.db`` belongs to, by where hermes keeps it:
+    ``.../profiles/<name>/state.db`` is ``<name>``; any other path (``~/.hermes/state.db``) is the default."""
+    path = Path(path).expanduser().absolute()
+    return path.parent.name if path.parent.parent.name == "profiles" and path.parent.name else DEFAULT_PROFILE
+
+
+def check_profile(profile) -> str:
+    """A profile name the save path accepts, or a ``HermesImportError``."""
+    try:
+        return validation.check_identifier(profile, "profile", max_length=PROFILE_MAX_LENGTH)
+    except ValidationError as exc:
+        raise HermesImportError(f"Profile {validation.shown(profile)}: {' '.join(exc.messages)}") from None
 
 
 def import_hermes_db(
@@ -52,32 +71,45 @@ def import_hermes_db(
     dry_run: bool = False,
     using: str = DEFAULT_DB_ALIAS,
     progress: Callable[[ImportProgress], None] | None = None,
+    profile: str | None = None,
 ) -> ImportResult:
     """Import sessions and messages from a hermes-agent ``state.db``; safe to run again and again.
 
-    Each page of ``batch_size`` rows is one transaction: a run that stops (``HermesImportError``
-    for a source that turns out corrupt, or any database error) keeps every page it committed and
-    nothing half-written, and the next run carries on. ``dry_run`` reads and counts, writes nothing.
+    Sessions get ``profile`` (default: ``profile_from_path(path)``). Each page of ``batch_size``
+    rows is one transaction: a run that stops (``HermesImportError`` for a source that turns out
+    corrupt, or for a database error: a lost connection, a full disk) keeps every page it committed
+    and nothing half-written, and the next run carries on. ``dry_run`` reads and counts, writes nothing.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1.")
+    profile = check_profile(profile_from_path(path) if profile is None else profile)
     with closing(Source(path)) as source:
-        run = _Run(source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress)
+        run = _Run(source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress, profile=profile)
         try:
+            run.count_layout_skips()
             run.import_sessions()
             if dry_run:
-                run.sessions.count_links_ahead(run.result)
+                run.links.count_links_ahead(run.result)
             else:
                 run.link_parents()
             run.import_messages()
-        except HermesImportError as exc:
+        except (HermesImportError, DatabaseError, InterfaceError) as exc:
             r = run.result
-            if dry_run or not (r.sessions_imported or r.messages_imported):
-                raise
-            raise HermesImportError(
-                f"{exc} The {r.sessions_imported:,} sessions and {r.messages_imported:,} messages imported before"
-                " the error are kept (whole batches only); a later run carries on from there."
-            ) from exc
+            written = not dry_run and (r.sessions_imported or r.sessions_updated or r.messages_imported)
+            if isinstance(exc, HermesImportError):
+                if not written:
+                    raise
+                what = str(exc)
+            else:
+                what = f"The database failed during the import ({type(exc).__name__}: {exc})."
+            if written:
+                kept = (
+                    f"The {r.sessions_imported:,} sessions and {r.messages_imported:,} messages imported before the"
+                    " error are kept (whole batches only); run the import again to carry on from there."
+                )
+            else:
+                kept = "Nothing was written from this file; run the import again once the database is back."
+            raise HermesImportError(f"{what} {kept}") from exc
     run.result.elapsed = time.monotonic() - run.started
     return run.result
 
@@ -85,10 +117,10 @@ def import_hermes_db(
 class _Run:
     """One import run: the pages, their transactions and retries, and what it has counted so far."""
 
-    def __init__(self, source: Source, *, batch_size: int, dry_run: bool, using: str, progress):
+    def __init__(self, source: Source, *, batch_size: int, dry_run: bool, using: str, progress, profile: str):
         self.source, self.batch_size, self.dry_run, self.using = source, batch_size, dry_run, using
-        self.progress = progress
-        self.result = ImportResult(path=str(source.path), dry_run=dry_run)
+        self.progress, self.profile = progress, profile
+        self.result = ImportResult(path=str(source.path), dry_run=dry_run, profile=profile)
         self.started = time.monotonic()
         self.messages_total = 0
         self.writer = Writer(using)
@@ -99,7 +131,8 @@ class _Run:
             db_json=self.writer.db_json,
             db_time=self.writer.db_time,
         )
-        self.sessions = SessionPages(source, self.rows, self.writer, dry_run=dry_run)
+        self.sessions = SessionPages(source, self.rows, self.writer, dry_run=dry_run, profile=profile)
+        self.links = ParentLinks(self.sessions)
         self.messages = MessagePages(
             source, self.rows, self.writer, dry_run=dry_run, skipped_sessions=self.sessions.skipped
         )
@@ -111,7 +144,7 @@ class _Run:
         def attempt():
             nonlocal page
             # Counts of this attempt only: a retried page is counted once.
-            page = ImportResult(path=self.result.path, dry_run=self.dry_run)
+            page = ImportResult(path=self.result.path, dry_run=self.dry_run, profile=self.profile)
             self.rows.repaired = 0
             if self.dry_run:
                 return func(page, *args)
@@ -141,6 +174,15 @@ class _Run:
                 )
             )  # fmt: skip
 
+    def count_layout_skips(self) -> None:
+        """Rows no page reaches (``Source.layout_skips``): counted and named once, before the pages."""
+        for kind, reason, count, names in self.source.layout_skips:
+            setattr(self.result, f"{kind}s_skipped", getattr(self.result, f"{kind}s_skipped") + count)
+            for name in names:
+                self.result.skip(f"{kind}: {reason}", name, 0)
+            self.result.skip_reasons[f"{kind}: {reason}"] += count
+            self.result.warn(f"{count:,} {kind} rows skipped: {reason} (e.g. {', '.join(names[:3])})")
+
     def import_sessions(self) -> None:
         """Every session row of the source, page by page."""
         self.result.sessions_in_file = self.source.count_sessions()
@@ -157,7 +199,7 @@ class _Run:
         after = ""
         while page := list(pending.filter(pk__gt=after).values_list("pk", flat=True)[: self.batch_size]):
             after = page[-1]
-            self._write_page(self.sessions.link, page)
+            self._write_page(self.links.link, page)
 
     def import_messages(self) -> None:
         """The message rows from the first one a session page found new, page by page."""

@@ -1,21 +1,34 @@
 """The session pages of a run: create the sessions we lack, refresh the ones imported before, and
-link each to its parent, now or in the linking pass once the parent exists."""
+link each to a parent already stored, or leave the link to the linking pass (``links``).
+
+A session id already stored under another profile is a conflict, not the same session: the stored
+one stays, the row is skipped with its messages and named in ``ImportResult.conflicts``."""
 
 from agents_app.models import LanguageModel
 from agents_app.registry import language_model
 from sessions_app.importers.report import NO_MODEL, ImportResult, ModelTally
 from sessions_app.importers.rows import RowConverter, RowError
 from sessions_app.importers.source import Source
-from sessions_app.importers.writer import LAST_MESSAGE_KEY, MISSING_PARENT_KEY, SYNCED_FIELDS, Writer, in_chunks
-from sessions_app.models import DEFAULT_PROFILE, Session
+from sessions_app.importers.writer import (
+    DROPPED_PARENT_KEY,
+    LAST_MESSAGE_KEY,
+    MISSING_PARENT_KEY,
+    SYNCED_FIELDS,
+    Writer,
+    in_chunks,
+)
+from sessions_app.models import Session
+from sessions_app.validation import shown
 
 
 class SessionPages:
     """What the session pages of one run decided: the sessions skipped (their messages are skipped
     too), the links left for the linking pass, the model ids, and where the message pages start."""
 
-    def __init__(self, source: Source, rows: RowConverter, writer: Writer, *, dry_run: bool):
+    def __init__(self, source: Source, rows: RowConverter, writer: Writer, *, dry_run: bool, profile: str):
         self.source, self.rows, self.writer, self.dry_run = source, rows, writer, dry_run
+        self.profile = profile
+        self._duplicates_seen: set[str] = set()
         self.using = writer.using
         self.skipped: set[str] = set()
         # Sessions of this run imported without their parent, which is in the file further on:
@@ -40,20 +53,30 @@ class SessionPages:
         for row in rows:
             values = dict(zip(self.source.session_names, row, strict=True))
             sid = values["id"]
+            if sid in self.source.duplicate_ids:  # a crafted file: the first copy is imported
+                if sid in self._duplicates_seen:
+                    continue  # counted with the first copy, in whichever page it was
+                self._duplicates_seen.add(sid)
+                page.skip("session: duplicate id in the file", shown(sid), self.source.duplicate_ids[sid] - 1)
             try:
                 self.rows.check_session_id(sid)
                 fields, model, parent, extra = self.rows.session_fields(values)
             except RowError as exc:
                 self._skip(page, sid, exc, bounds.get(sid))
                 continue
+            if sid in existing and existing[sid].profile != self.profile:
+                self._conflict(page, existing[sid], bounds.get(sid))
+                continue
             if sid in existing:
                 self._refresh(page, existing[sid], fields, extra, bounds.get(sid), changed)
                 continue
             extra[LAST_MESSAGE_KEY] = 0
             session = {"id": sid, "model_id": self._model_id(page, model), "parent_session_id": None, "extra": extra}
-            session.update(fields, message_count=0, tool_call_count=0, has_messages=False, profile=DEFAULT_PROFILE)
+            session.update(fields, message_count=0, tool_call_count=0, has_messages=False, profile=self.profile)
             if parent == sid:
-                page.warn(f"session {sid}: is its own parent; link dropped")
+                extra[DROPPED_PARENT_KEY] = sid
+                page.parent_cycles_broken += 1
+                page.warn(f"session {sid}: is its own parent (a cycle); link dropped")
             elif parent:
                 parents[sid] = parent
             new.append(session)
@@ -76,11 +99,17 @@ class SessionPages:
         if isinstance(sid, str):
             self.skipped.add(sid)
         page.sessions_skipped += 1
-        page.skip_reasons[f"session: {exc.reason}"] += 1
+        page.skip(f"session: {exc.reason}", shown(sid))
         if bounds:
             page.messages_skipped += bounds[2]
-            page.skip_reasons["message: its session was skipped"] += bounds[2]
-        page.warn(f"session {sid!r}: {exc.reason} ({exc.detail}); skipped with its messages")
+            page.skip("message: its session was skipped", f"{bounds[2]:,} of session {shown(sid)}", bounds[2])
+        page.warn(f"session {shown(sid)}: {exc.reason} ({exc.detail}); skipped with its messages")
+
+    def _conflict(self, page: ImportResult, session: Session, bounds) -> None:
+        """The id is stored from another profile: a different conversation; the stored one stays."""
+        page.conflicts.append({"session": session.pk, "stored_profile": session.profile, "profile": self.profile})
+        reason = RowError("id already imported from another profile", f"stored from profile {session.profile!r}")
+        self._skip(page, session.pk, reason, bounds)
 
     def _refresh(self, page: ImportResult, session: Session, fields: dict, extra: dict, bounds, changed: list) -> None:
         """A session already in our database: refresh what hermes updates, find new messages."""
@@ -89,7 +118,7 @@ class SessionPages:
             reason = RowError("id already used by a session not imported from hermes", "left unchanged")
             self._skip(page, session.pk, reason, bounds)
             return
-        ours = {k: v for k, v in current.items() if k in (LAST_MESSAGE_KEY, MISSING_PARENT_KEY)}
+        ours = {k: v for k, v in current.items() if k in (LAST_MESSAGE_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY)}
         updates = {name: fields[name] for name in SYNCED_FIELDS if getattr(session, name) != fields[name]}
         if {**extra, **ours} != current:
             updates["extra"] = {**extra, **ours}
@@ -107,11 +136,15 @@ class SessionPages:
             self.first_message_after = message_id
 
     def _resolve_parents(self, page: ImportResult, new: list[dict], parents: dict[str, str]) -> None:
-        """Link to parents already in our database; mark the others for the linking pass."""
+        """Link to parents already stored (same profile) and not in the file; leave the links to
+        parents in the file to the linking pass, which makes them in id order, whatever the pages,
+        and breaks cycles there."""
         if not parents:
             return
-        in_db = set(in_chunks(Session.objects.using(self.using).values_list("pk", flat=True), set(parents.values())))
-        in_file = self.source.existing_sessions(set(parents.values()) - in_db)
+        wanted = set(parents.values())
+        in_file = self.source.existing_sessions(wanted)
+        stored = Session.objects.using(self.using).filter(profile=self.profile).values_list("pk", flat=True)
+        in_db = set(in_chunks(stored, wanted - in_file))
         for session in new:
             parent = parents.get(session["id"])
             if parent is None:
@@ -124,7 +157,7 @@ class SessionPages:
             if parent in in_file and parent not in self.skipped:
                 self.links_ahead[session["id"]] = parent
             elif parent in self.skipped:
-                self._parent_skipped(page, session["id"], parent)
+                parent_skipped(page, session["id"], parent)
             else:
                 page.parents_missing += 1
                 page.warn(f"session {session['id']}: parent {parent!r} is not in the file; imported unlinked")
@@ -146,35 +179,7 @@ class SessionPages:
             self._page_models[name] = model_id
         return self._page_models[name]
 
-    # -- the linking pass ---------------------------------------------------------------------
 
-    @staticmethod
-    def _parent_skipped(page: ImportResult, child: str, parent: str) -> None:
-        page.parents_missing += 1
-        page.warn(f"session {child}: parent {parent!r} was skipped; imported unlinked")
-
-    def count_links_ahead(self, result: ImportResult) -> None:
-        """Dry run: count the links the linking pass would make, now that every skipped session row
-        is known (a parent further on in the file may be one of them)."""
-        for child, parent in self.links_ahead.items():
-            if parent in self.skipped:
-                self._parent_skipped(result, child, parent)
-            else:
-                result.parents_linked += 1
-
-    def link(self, page: ImportResult, ids: list[str]) -> None:
-        """Link the sessions ``ids`` (imported without their parent) to the parent, where it exists now."""
-        sessions = in_chunks(Session.objects.using(self.using).select_for_update().only("pk", "extra"), ids)
-        wanted = {s.extra.get(MISSING_PARENT_KEY) for s in sessions if isinstance(s.extra, dict)} - {None}
-        found = set(in_chunks(Session.objects.using(self.using).values_list("pk", flat=True), wanted))
-        linked = []
-        for session in sessions:
-            parent = (session.extra or {}).get(MISSING_PARENT_KEY)
-            if parent in found and parent != session.pk:
-                session.parent_session_id = parent
-                session.extra = {k: v for k, v in session.extra.items() if k != MISSING_PARENT_KEY}
-                linked.append(session)
-            elif self.links_ahead.get(session.pk) == parent and parent in self.skipped:
-                self._parent_skipped(page, session.pk, parent)
-        self.writer.link_parents(linked)
-        page.parents_linked += len(linked)
+def parent_skipped(page: ImportResult, child: str, parent: str) -> None:
+    page.parents_missing += 1
+    page.warn(f"session {child}: parent {parent!r} was skipped; imported unlinked")

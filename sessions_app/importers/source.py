@@ -1,13 +1,14 @@
 """The hermes-agent ``state.db`` being imported: file checks, column layout, keyset pages.
 
-The source may belong to a running agent: it is opened read-only (SQLite URI ``mode=ro``) and
-read in keyset pages (``WHERE id > ? ORDER BY id LIMIT n``), each page its own short read
-transaction, so a writer is never held up for long. Nothing is ever written to it.
+The source may belong to a running agent: ``opening`` opens it (or a private snapshot of it)
+without writing to it or beside it. It is read in keyset pages (``WHERE id > ? ORDER BY id``),
+bounded in rows and in the characters they carry.
 """
 
 import sqlite3
-import urllib.parse
 from pathlib import Path
+
+from sessions_app.importers.opening import HermesImportError, Opened, check_file
 
 # Source columns with a field of their own, in the order they are selected (NULL when absent).
 SESSION_COLUMNS = (
@@ -23,75 +24,83 @@ MESSAGE_COLUMNS = (
 # Recomputed from the message rows, never copied.
 RECOMPUTED_COLUMNS = frozenset({"message_count", "tool_call_count"})
 REQUIRED = {"sessions": ("id", "source", "started_at"), "messages": ("id", "session_id", "role", "timestamp")}
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-class HermesImportError(ValueError):
-    """The source cannot be imported: missing, not SQLite, corrupt, truncated, or not a hermes state.db."""
+# Characters (and BLOB bytes) of the row values one page reads at most: a page ends early rather
+# than pass it (a single row may pass it alone). Bounds memory for files of a few huge rows.
+PAGE_CHARS = 64 * 1024 * 1024
+NAMED = 20  # rows named per kind of problem found in the file's layout
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _check_file(path: Path) -> None:
-    """Cheap checks before SQLite sees the file, for clear messages (and truncation, which SQLite
-    would only notice when it reaches a missing page)."""
-    if not path.exists():
-        raise HermesImportError(f"{path} does not exist.")
-    if path.is_dir():
-        raise HermesImportError(f"{path} is a directory; give the state.db file (e.g. ~/.hermes/state.db).")
-    try:
-        with path.open("rb") as file:
-            header = file.read(100)
-        size = path.stat().st_size
-    except OSError as exc:
-        raise HermesImportError(f"{path} cannot be read: {exc.strerror}.") from exc
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise HermesImportError(f"{path} is not a SQLite database (no SQLite header).")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    pages = int.from_bytes(header[28:32], "big")
-    header_size_valid = header[24:28] == header[92:96]  # SQLite's own validity rule for the page count
-    if header_size_valid and pages and size < pages * page_size:
-        raise HermesImportError(
-            f"{path} is truncated: its header says {pages * page_size:,} bytes, the file has {size:,}."
-        )
-
-
 class Source:
-    """A read-only connection to a hermes state.db and the few queries the import needs.
+    """A read-only connection to a hermes state.db (``opening``) and the few queries the import needs.
 
     Rows come as tuples: the known columns in ``SESSION_COLUMNS``/``MESSAGE_COLUMNS`` order (NULL
     for a column this release lacks), then the unknown ones named in ``session_extras``/``message_extras``.
-    ``repaired`` counts the texts whose invalid UTF-8 was replaced since the caller last reset it."""
+    ``repaired`` counts the texts whose invalid UTF-8 was replaced since the caller last reset it.
+
+    Rows the keyset pages cannot reach are found up front (``layout_skips``): message ids that are
+    not integers, session ids that are not text, and the extra copies of a session id (a crafted
+    table without a primary key; the copy with the lowest rowid is imported)."""
 
     def __init__(self, path):
         self.path = Path(path)
-        _check_file(self.path)
+        check_file(self.path)
         self.repaired = 0
         self.columns: dict[str, list[str]] = {}
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        try:
-            self.conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
-        except sqlite3.Error as exc:
-            raise HermesImportError(f"{self.path} cannot be opened read-only: {exc}.") from exc
+        self.layout_skips: list[tuple[str, str, int, list]] = []  # (kind, reason, rows, names)
+        self.duplicate_ids: dict[str, int] = {}
+        self._opened = Opened(self.path)
+        self.conn = self._opened.conn
         try:
             self._inspect()
         except BaseException:
-            self.conn.close()
+            self.close()
             raise
 
     def _inspect(self) -> None:
-        tables = {row[0] for row in self._query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {
+            row[0]: row[1] or "" for row in self._query("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+        }
         missing = [t for t in ("sessions", "messages") if t not in tables]
         if missing:
             raise HermesImportError(f"{self.path} is not a hermes-agent state.db: no {' or '.join(missing)} table.")
         self.session_extras = self._layout("sessions", SESSION_COLUMNS)
         self.message_extras = self._layout("messages", MESSAGE_COLUMNS)
         self.session_names = SESSION_COLUMNS + self.session_extras
-        self._sessions_sql = self._select("sessions", SESSION_COLUMNS, self.session_extras)
-        self._messages_sql = self._select("messages", MESSAGE_COLUMNS, self.message_extras)
+        # Message ids other than integers (a crafted table: no INTEGER PRIMARY KEY) are left out of
+        # every query, and counted here once.
+        info = {row[1]: row for row in self._query("PRAGMA table_info(messages)")}
+        rowid_alias = (
+            info["id"][2].upper() == "INTEGER"
+            and info["id"][5] == 1
+            and sum(1 for row in info.values() if row[5]) == 1
+            and "without rowid" not in tables["messages"].lower()
+        )
+        self._ids = "" if rowid_alias else " AND typeof(id) = 'integer'"
+        if not rowid_alias:
+            self._layout_skip("message", "id is not an integer", "messages", "typeof(id) != 'integer'")
+        self._layout_skip("session", "id is not text", "sessions", "typeof(id) != 'text'")
+        unique = any(row[1] == "id" and row[5] == 1 for row in self._query("PRAGMA table_info(sessions)")) and (
+            sum(1 for row in self._query("PRAGMA table_info(sessions)") if row[5]) == 1
+        )
+        order = "id"
+        if not unique:
+            sql = "SELECT id, COUNT(*) FROM sessions WHERE typeof(id) = 'text' GROUP BY id HAVING COUNT(*) > 1"
+            self.duplicate_ids = dict(self._query(sql))
+            if self.duplicate_ids and "without rowid" not in tables["sessions"].lower():
+                order = "id, rowid"  # the first copy written is the one imported
+        self._sessions_sql = self._select("sessions", SESSION_COLUMNS, self.session_extras, order)
+        self._messages_sql = self._select("messages", MESSAGE_COLUMNS, self.message_extras, "id")
+        big = {"sessions": ("model_config", "system_prompt"), "messages": ("content", "tool_calls", "reasoning")}
+        self._sizes_sql = {
+            table: self._sizes(table, big[table] + extras)
+            for table, extras in (("sessions", self.session_extras), ("messages", self.message_extras))
+        }
 
     def _layout(self, table: str, known: tuple) -> tuple:
         self.columns[table] = names = [row[1] for row in self._query(f"PRAGMA table_info({table})")]
@@ -100,10 +109,27 @@ class Source:
             raise HermesImportError(f"{self.path}: table {table} has no {', '.join(absent)} column.")
         return tuple(n for n in names if n not in known and n not in RECOMPUTED_COLUMNS)
 
-    def _select(self, table: str, known: tuple, extras: tuple) -> str:
+    def _layout_skip(self, kind: str, reason: str, table: str, where: str) -> None:
+        count = self._query(f"SELECT COUNT(*) FROM {table} WHERE {where}")[0][0]  # noqa: S608
+        if count:
+            try:
+                name = "'rowid ' || rowid || ' (id ' || quote(id) || ')'"
+                names = self._query(f"SELECT {name} FROM {table} WHERE {where} LIMIT {NAMED}")  # noqa: S608
+            except HermesImportError:  # WITHOUT ROWID
+                names = self._query(f"SELECT 'id ' || quote(id) FROM {table} WHERE {where} LIMIT {NAMED}")  # noqa: S608
+            self.layout_skips.append((kind, reason, count, [name for (name,) in names]))
+
+    def _select(self, table: str, known: tuple, extras: tuple, order: str) -> str:
         present = set(self.columns[table])
         columns = [_quote(n) if n in present else "NULL" for n in known] + [_quote(n) for n in extras]
-        return f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"  # noqa: S608
+        ids = self._ids if table == "messages" else ""
+        return f"SELECT {', '.join(columns)} FROM {table} WHERE id > ? AND id <= ?{ids} ORDER BY {order}"  # noqa: S608
+
+    def _sizes(self, table: str, columns) -> str:
+        present = set(self.columns[table])
+        size = " + ".join(f"ifnull(length({_quote(n)}), 0)" for n in columns if n in present) or "0"
+        ids = self._ids if table == "messages" else " AND typeof(id) = 'text'"
+        return f"SELECT id, {size} FROM {table} WHERE id > ?{ids} ORDER BY id LIMIT ?"  # noqa: S608
 
     def decode(self, data: bytes) -> str:
         """``data`` as text, invalid UTF-8 replaced by U+FFFD (and counted in ``repaired``)."""
@@ -114,7 +140,7 @@ class Source:
             return data.decode(errors="replace")
 
     def _query(self, sql: str, params=()) -> list:
-        """One statement, fully fetched: its read transaction ends before this returns."""
+        """One statement, fully fetched."""
         try:
             try:
                 return self.conn.execute(sql, params).fetchall()
@@ -131,21 +157,40 @@ class Source:
         except sqlite3.DatabaseError as exc:
             raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
 
+    def _page(self, table: str, after, limit: int) -> list:
+        """The next rows of ``table`` by id after ``after``: at most ``limit`` rows, and no more than
+        ``PAGE_CHARS`` of their values unless the first row alone is bigger. Their sizes are read
+        first (SQLite's ``length()``; no value reaches Python), only as far as the budget goes,
+        then the rows up to the last that fits."""
+        last, total = None, 0
+        try:
+            cursor = self.conn.execute(self._sizes_sql[table], (after, limit))
+            for row_id, size in cursor:
+                if last is not None and total + size > PAGE_CHARS:
+                    break
+                last, total = row_id, total + size
+            cursor.close()
+        except sqlite3.DatabaseError as exc:
+            raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
+        if last is None:
+            return []
+        return self._query(self._sessions_sql if table == "sessions" else self._messages_sql, (after, last))
+
     def count_sessions(self) -> int:
         return self._query("SELECT COUNT(*) FROM sessions")[0][0]
 
     def messages_after(self, after: int) -> int:
         """About how many messages follow ``after``: exact unless rows were deleted. MAX(id) reads a
-        few pages where COUNT(*) would read the whole table in one long read transaction."""
-        return max(0, (self._query("SELECT MAX(id) FROM messages")[0][0] or 0) - after)
+        few pages where COUNT(*) would read the whole table."""
+        return max(0, (self._query(f"SELECT MAX(id) FROM messages WHERE 1{self._ids}")[0][0] or 0) - after)  # noqa: S608
 
     def sessions(self, after: str, limit: int) -> list:
-        """The next ``limit`` session rows by id after ``after``."""
-        return self._query(self._sessions_sql, (after, limit))
+        """The next session rows by id after ``after`` (``limit`` at most, see ``_page``)."""
+        return self._page("sessions", after, limit)
 
     def messages(self, after: int, limit: int) -> list:
-        """The next ``limit`` message rows by id after ``after``."""
-        return self._query(self._messages_sql, (after, limit))
+        """The next message rows by id after ``after`` (``limit`` at most, see ``_page``)."""
+        return self._page("messages", after, limit)
 
     def _chunks(self, sql: str, ids) -> list:
         ids, rows = list(ids), []
@@ -156,10 +201,8 @@ class Source:
 
     def message_bounds(self, session_ids) -> dict[str, tuple[int, int, int]]:
         """``{session_id: (first message id, last message id, messages)}`` for the sessions that have any."""
-        sql = (
-            "SELECT session_id, MIN(id), MAX(id), COUNT(*) FROM messages WHERE session_id IN ({marks})"
-            " GROUP BY session_id"
-        )
+        sql = "SELECT session_id, MIN(id), MAX(id), COUNT(*) FROM messages WHERE session_id IN ({marks})"
+        sql += self._ids + " GROUP BY session_id"
         return {sid: (low, high, count) for sid, low, high, count in self._chunks(sql, session_ids)}
 
     def existing_sessions(self, session_ids) -> set[str]:
@@ -167,5 +210,5 @@ class Source:
         return {row[0] for row in self._chunks("SELECT id FROM sessions WHERE id IN ({marks})", session_ids)}
 
     def close(self) -> None:
-        if hasattr(self, "conn"):
-            self.conn.close()
+        if hasattr(self, "_opened"):
+            self._opened.close()

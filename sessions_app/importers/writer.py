@@ -14,6 +14,11 @@ from sessions_app.models import Message, Session
 # are AUTOINCREMENT), and the parent id of a session imported before its parent.
 LAST_MESSAGE_KEY = "hermes_last_message_id"
 MISSING_PARENT_KEY = "hermes_missing_parent_id"
+# The parent id of a session whose link would have closed a cycle (a -> b -> a): dropped, kept here.
+DROPPED_PARENT_KEY = "hermes_dropped_parent_id"
+# Keys of ``extra`` that the import writes itself (``content.CONTENT_PARTS_KEY`` on messages).
+RESERVED_KEYS = frozenset({LAST_MESSAGE_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY, "content_parts"})
+_SOURCE_PREFIX = "source."
 # Message fields the import writes, in the order of ``RowConverter.message_values`` (``model`` stays NULL).
 MESSAGE_FIELDS = (
     "session", "role", "content", "tool_call_id", "tool_calls", "tool_name", "timestamp", "token_count",
@@ -25,6 +30,22 @@ SYNCED_FIELDS = (
     "reasoning_tokens", "api_call_count", "billing_provider", "billing_base_url", "billing_mode",
     "estimated_cost_usd", "actual_cost_usd", "title", "cwd",
 )  # fmt: skip
+
+
+def extra_keys(names) -> dict[str, str]:
+    """Where each unknown source column is kept in ``extra``: under its own name, except names our
+    bookkeeping uses (``writer.RESERVED_KEYS``, anything ``hermes_...``), which get ``source.`` in
+    front, so that a crafted column can never set a mark or a parent link of ours."""
+    keys, taken = {}, set(names)
+    for name in names:
+        key = name
+        if name in RESERVED_KEYS or name.startswith("hermes_"):
+            key = _SOURCE_PREFIX + name
+            while key in taken:
+                key = _SOURCE_PREFIX + key
+            taken.add(key)
+        keys[name] = key
+    return keys
 
 
 def in_chunks(queryset, ids) -> list:

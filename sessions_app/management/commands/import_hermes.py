@@ -1,4 +1,9 @@
-"""``manage.py import_hermes``: import a hermes-agent ``state.db``."""
+"""``manage.py import_hermes``: import hermes-agent ``state.db`` files, one per profile.
+
+Files are imported one after another with one progress display; the summary has one block per
+profile (and the total across them). A file that fails stops only itself: the others still import,
+and the command then fails (exit status 1) naming each failed file and why.
+"""
 
 import json
 import time
@@ -8,11 +13,13 @@ from django.core.management.base import CommandError
 
 from sessions_app.importers import (
     DEFAULT_BATCH_SIZE,
+    DROPPED_PARENT_KEY,
     MISSING_PARENT_KEY,
     HermesImportError,
     ImportProgress,
     ImportResult,
     import_hermes_db,
+    profile_from_path,
 )
 from sessions_app.management.base import HermesCommand, parse_positive
 
@@ -22,13 +29,22 @@ WARNINGS_SHOWN = 20
 class Command(HermesCommand):
     formats = ("text", "json")
     help = (
-        "Import sessions and messages from a hermes-agent state.db (opened read-only). Idempotent and "
-        "incremental: a second run adds nothing; after the file grows, only what is new is imported."
+        "Import sessions and messages from hermes-agent state.db files (opened read-only, never written). "
+        "Idempotent and incremental: a second run adds nothing; after a file grows, only what is new is "
+        "imported. Each file's sessions get its profile: ~/.hermes/profiles/NAME/state.db is NAME, any "
+        "other path 'default'."
     )
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("path", help="The hermes-agent state.db file, e.g. ~/.hermes/state.db.")
+        parser.add_argument(
+            "paths", nargs="+", metavar="PATH", help="hermes-agent state.db files, e.g. ~/.hermes/state.db."
+        )
+        parser.add_argument(
+            "--profile",
+            help="The profile of the sessions imported (default: from the path). Only with one PATH: two "
+            "files given one profile would merge what they hold under the same ids.",
+        )
         parser.add_argument(
             "--batch-size",
             type=int,
@@ -37,37 +53,92 @@ class Command(HermesCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
 
-    def handle(self, *args, path, batch_size, dry_run, database, format, verbosity, **options):
+    def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, **options):
         parse_positive(batch_size, "--batch-size")
+        if profile is not None and len(paths) > 1:
+            raise CommandError("--profile applies to one PATH only; each file's profile otherwise comes from its path.")
         progress = _ProgressReporter(self.stderr, verbosity)
+        results: dict[str, ImportResult] = {}
+        failed: list[tuple[str, str]] = []
         try:
-            result = import_hermes_db(
-                Path(path).expanduser(), batch_size=batch_size, dry_run=dry_run, using=database, progress=progress
-            )
-        except HermesImportError as exc:
-            raise CommandError(str(exc)) from exc
+            for index, path in enumerate(paths, 1):
+                path = Path(path).expanduser()
+                name = profile if profile is not None else profile_from_path(path)
+                progress.label = f"[{index}/{len(paths)} {name}] " if len(paths) > 1 else ""
+                try:
+                    result = import_hermes_db(
+                        path, batch_size=batch_size, dry_run=dry_run, using=database, progress=progress, profile=name
+                    )
+                except HermesImportError as exc:
+                    progress.close()
+                    failed.append((str(path), str(exc)))
+                    if len(paths) > 1:
+                        self.stderr.write(self.style.ERROR(f"{path}: {exc}"))
+                    continue
+                if name in results:
+                    results[name].add(result)
+                    results[name].path += f", {result.path}"
+                else:
+                    results[name] = result
         finally:
             progress.close()
+        self._report(results, failed, format, verbosity)
+        if failed:
+            if len(paths) == 1:
+                raise CommandError(failed[0][1])
+            raise CommandError(
+                f"{len(failed)} of {len(paths)} files failed (the others were imported): "
+                + "; ".join(f"{path}: {error}" for path, error in failed)
+            )
+
+    def _report(self, results: dict[str, ImportResult], failed: list, format: str, verbosity: int) -> None:
         if verbosity >= 1:
-            for warning in result.warnings[:WARNINGS_SHOWN]:
+            warnings = [w for r in results.values() for w in r.warnings]
+            for warning in warnings[:WARNINGS_SHOWN]:
                 self.stderr.write(self.style.WARNING(f"warning: {warning}"))
-            if len(result.warnings) > WARNINGS_SHOWN:
+            if len(warnings) > WARNINGS_SHOWN:
                 self.stderr.write(self.style.WARNING("... more warnings not shown; the summary counts every skip."))
+        if not results:
+            return
+        total = ImportResult(path=", ".join(r.path for r in results.values()), profile="(all)")
+        for result in results.values():
+            total.add(result)
+            total.elapsed += result.elapsed
         if format == "json":
-            self.stdout.write(json.dumps(result.as_dict(), indent=2))
+            data = {
+                **total.as_dict(),
+                "profiles": {name: r.as_dict() for name, r in results.items()},
+                "failed": [{"path": path, "error": error} for path, error in failed],
+            }
+            self.stdout.write(json.dumps(data, indent=2))
         else:
-            self.stdout.write(self._summary(result))
+            blocks = [self._summary(r) for r in results.values()]
+            if len(results) > 1:
+                blocks.append(self._summary(total))
+            self.stdout.write("\n\n".join(blocks))
 
     def _summary(self, r: ImportResult) -> str:
         verb = "would import" if r.dry_run else "imported"
         lines = [
-            f"{r.path}{' (dry run: nothing written)' if r.dry_run else ''}",
+            f"Profile {r.profile}: {r.path}{' (dry run: nothing written)' if r.dry_run else ''}",
             f"Sessions: {r.sessions_imported:,} {verb}, {r.sessions_updated:,} updated, "
             f"{r.sessions_unchanged:,} unchanged, {r.sessions_skipped:,} skipped ({r.sessions_in_file:,} in the file)",
             f"Messages: {r.messages_imported:,} {verb}, {r.messages_skipped:,} skipped",
         ]
         for reason, count in sorted(r.skip_reasons.items()):
-            lines.append(f"  skipped, {reason}: {count:,}")
+            named = r.skipped_rows.get(reason, [])
+            more = ", ..." if len(named) < count else ""
+            lines.append(f"  skipped, {reason}: {count:,}" + (f" ({', '.join(named)}{more})" if named else ""))
+        for conflict in r.conflicts[:WARNINGS_SHOWN]:
+            lines.append(
+                f"  conflict: session {conflict['session']} is stored from profile {conflict['stored_profile']!r};"
+                f" the one of profile {conflict['profile']!r} was skipped with its messages"
+            )
+        if r.parent_cycles_broken:
+            lines.append(
+                f"Parent cycles broken: {r.parent_cycles_broken:,} (link dropped, parent id kept in"
+                f' extra["{DROPPED_PARENT_KEY}"])'
+            )
         rate = r.empty_sessions / r.sessions_imported if r.sessions_imported else 0.0
         lines.append(f"Empty sessions: {r.empty_sessions:,} of {r.sessions_imported:,} {verb} ({rate:.1%})")
         if r.parents_linked or r.parents_missing:
@@ -101,6 +172,7 @@ class _ProgressReporter:
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last = time.monotonic()  # plain lines: the first after an interval, so short runs stay quiet
         self.drawn = False
+        self.label = ""  # which file of several: "[2/3 work] "
 
     def __call__(self, p: ImportProgress) -> None:
         if self.verbosity < 1:
@@ -111,7 +183,8 @@ class _ProgressReporter:
             return
         self.last = now
         rate = p.messages_done / p.elapsed if p.elapsed else 0.0
-        text = f"sessions {p.sessions_done:,}/{p.sessions_total:,}  messages {p.messages_done:,}/~{p.messages_total:,}"
+        text = f"{self.label}sessions {p.sessions_done:,}/{p.sessions_total:,}"
+        text += f"  messages {p.messages_done:,}/~{p.messages_total:,}"
         if p.phase == "messages":
             eta = (p.messages_total - p.messages_done) / rate if rate else 0.0
             text += f"  {rate:,.0f} msg/s  ETA {int(eta) // 60}:{int(eta) % 60:02d}"
@@ -130,3 +203,4 @@ class _ProgressReporter:
     def close(self) -> None:
         if self.drawn:
             self.stream.write("", style_func=str)
+            self.drawn = False

@@ -1,0 +1,113 @@
+"""Opening a hermes-agent ``state.db`` without ever writing to it or beside it.
+
+hermes keeps its file in WAL mode. An ordinary read-only open of a WAL database still needs the
+``-shm`` index (it creates one if it can, and fails in a read-only directory if it cannot), and a
+closing connection may leave ``-wal``/``-shm`` behind. So the file is opened one of two ways:
+
+- No ``-wal`` beside it (no connection is open, none crashed half-way): SQLite's ``immutable=1``
+  URI parameter. SQLite then takes no lock and creates no file; it reads the database file as it
+  is, which is all of it, since without a ``-wal`` every commit is in the file.
+- A ``-wal`` beside it (hermes is running, or crashed with commits not yet checkpointed): a
+  private snapshot in a temporary directory, taken with SQLite's backup API through a read-only
+  connection (one read transaction: the committed state, never a writer's uncommitted pages, and
+  the writer is not held up). Where that connection cannot open (no ``-shm``, a read-only
+  directory), the ``-wal`` was left by a process that is gone: the database and ``-wal`` files are
+  copied and SQLite recovers the copy. The snapshot is deleted when the import closes it.
+"""
+
+import os
+import shutil
+import sqlite3
+import stat
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class HermesImportError(ValueError):
+    """The source cannot be imported: missing, not SQLite, corrupt, truncated, or not a hermes state.db."""
+
+
+def check_file(path: Path) -> None:
+    """Cheap checks before SQLite sees the file, for clear messages (and truncation, which SQLite
+    would only notice when it reaches a missing page). Anything but a regular file is refused
+    before it is opened: a FIFO would block the open forever."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise HermesImportError(f"{path} does not exist.") from None
+    except OSError as exc:
+        raise HermesImportError(f"{path} cannot be read: {exc.strerror}.") from exc
+    if stat.S_ISDIR(mode):
+        raise HermesImportError(f"{path} is a directory; give the state.db file (e.g. ~/.hermes/state.db).")
+    if not stat.S_ISREG(mode):
+        raise HermesImportError(f"{path} is not a regular file (a FIFO, socket or device); give the state.db file.")
+    try:
+        with path.open("rb") as file:
+            header = file.read(100)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise HermesImportError(f"{path} cannot be read: {exc.strerror}.") from exc
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise HermesImportError(f"{path} is not a SQLite database (no SQLite header).")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    header_size_valid = header[24:28] == header[92:96]  # SQLite's own validity rule for the page count
+    if header_size_valid and pages and size < pages * page_size:
+        raise HermesImportError(
+            f"{path} is truncated: its header says {pages * page_size:,} bytes, the file has {size:,}."
+        )
+
+
+def _uri(path: Path, **params) -> str:
+    return "file:" + urllib.parse.quote(str(path)) + "?" + urllib.parse.urlencode(params)
+
+
+class Opened:
+    """A connection to the source (or to a private snapshot of it); ``close()`` removes the snapshot."""
+
+    def __init__(self, path: Path):
+        self.path = path.resolve()
+        self.snapshot_dir: str | None = None
+        wal = Path(f"{self.path}-wal")
+        try:
+            if wal.exists():
+                self.conn = self._snapshot(wal)
+            else:
+                self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable=1), uri=True, isolation_level=None)
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise HermesImportError(f"{path} cannot be opened read-only: {exc}.") from exc
+
+    def _snapshot(self, wal: Path) -> sqlite3.Connection:
+        self.snapshot_dir = tempfile.mkdtemp(prefix="hermes_import_")
+        copy = Path(self.snapshot_dir) / "state.db"
+        if Path(f"{self.path}-shm").exists():
+            try:
+                live = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, isolation_level=None, timeout=10)
+                try:
+                    target = sqlite3.connect(copy)
+                    try:
+                        live.backup(target)  # one step: one read transaction, a consistent snapshot
+                        target.isolation_level = None
+                        return target
+                    except BaseException:
+                        target.close()
+                        raise
+                finally:
+                    live.close()
+            except sqlite3.OperationalError:
+                copy.unlink(missing_ok=True)  # cannot share the writer's index: nobody is writing
+        shutil.copyfile(self.path, copy)
+        shutil.copyfile(wal, f"{copy}-wal")
+        return sqlite3.connect(copy, isolation_level=None)  # recovers the copied -wal, in our directory
+
+    def close(self) -> None:
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+        if self.snapshot_dir:
+            shutil.rmtree(self.snapshot_dir, ignore_errors=True)
+            self.snapshot_dir = None

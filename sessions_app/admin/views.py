@@ -34,6 +34,7 @@ from sessions_app.analytics import (
     model_buckets,
     model_ids_by_name,
     report_from_trend,
+    rollup_status,
     with_abandoned,
 )
 from sessions_app.models import Session
@@ -56,11 +57,14 @@ class EmptyRatesView(View):
         form = EmptyRatesForm(request.GET, sources=exact_values(Session.objects.all(), "source"))
         wanted = request.GET.get("format") or "html"
         report = points = None
+        self.rollup = None
         if form.is_valid():
             filters = {name: form.cleaned_data[name] or None for name in ("since", "until", "source")}
             try:
                 if form.cleaned_data["format"] == "html":
-                    points = empty_rate_trend(form.cleaned_data["bucket"], **filters)
+                    # Read once: the trend uses it and the page says how far it goes.
+                    self.rollup = rollup_status()
+                    points = empty_rate_trend(form.cleaned_data["bucket"], **filters, rollup=self.rollup)
                     report = report_from_trend(points, **filters)
                 else:
                     report = empty_session_rates("model", **filters)
@@ -92,6 +96,7 @@ class EmptyRatesView(View):
             "form": form,
             "report": report,
             "has_filters": any(request.GET.get(name) for name in ("since", "until", "source")),
+            "rollup": self.rollup,
         }
         if report is not None:
             context.update(self.report_context(request, form, report, filters, points))

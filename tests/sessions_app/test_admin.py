@@ -376,8 +376,9 @@ def test_page_numbers(admin_client, world):
     content = response.content.decode()
     assert "66.7%" in content and XSS not in content and "&lt;script&gt;alert(1)&lt;/script&gt;" in content
     # session, user, source choices, trend (the per-model table is summed from it), model ids,
-    # abandoned-agent tally per model and per bucket: no query per model or per day.
-    assert len(queries) <= 8
+    # abandoned-agent tally per model and per bucket, the daily rollup's state and its days: no
+    # query per model or per day.
+    assert len(queries) <= 10
 
 
 @pytest.mark.parametrize(

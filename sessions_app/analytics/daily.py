@@ -83,7 +83,7 @@ def daily_counts(
             _add_live(counts, filters, filters["since"], _midnight(first), using)
         if filters["until"] is None or _midnight(end) < filters["until"]:
             _add_live(counts, filters, _midnight(end), filters["until"], using)
-    return sorted(DailyCount(day, name, *pair) for (day, name), pair in counts.items())
+    return [DailyCount(day, name, *pair) for (day, name), pair in sorted(counts.items())]
 
 
 def _rollup_days(since, until, status) -> tuple[dt.date | None, dt.date | None]:

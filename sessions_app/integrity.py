@@ -12,6 +12,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count
 
 from sessions_app.models import Message, Session
+from sessions_app.rollup import rebuild_days, session_days
 from sessions_app.validation import tool_call_total
 
 DEFAULT_BATCH_SIZE = 2000
@@ -61,12 +62,22 @@ def verify_sessions(
     at a time (keyset over ids; a few queries per batch, none per session).
 
     Read-only unless ``repair``: then each batch locks its sessions, recounts and fixes them in
-    the same short transaction. A read-only pass re-checks a batch's suspects under a lock before
+    the same short transaction, and the daily rollup's days of the sessions whose flag was
+    fixed are rebuilt at the end. A read-only pass re-checks a batch's suspects under a lock before
     reporting them, so a writer committing between two of its queries is not counted as drift.
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}.")
     drift = SessionDrift(repaired=repair)
+    days = set()  # of the sessions whose flag was repaired
+    try:
+        _check_batches(drift, days, repair=repair, batch_size=batch_size, using=using)
+    finally:
+        rebuild_days(days, using=using)
+    return drift
+
+
+def _check_batches(drift: SessionDrift, days: set, *, repair: bool, batch_size: int, using: str) -> None:
     last = None
     while True:
         with transaction.atomic(using=using):
@@ -77,7 +88,7 @@ def verify_sessions(
                 sessions = sessions.select_for_update()
             batch = list(sessions.values_list("pk", "has_messages", "message_count", "tool_call_count")[:batch_size])
             if not batch:
-                return drift
+                return
             suspects = _drifted(batch, _truth(using, batch[0][0], batch[-1][0]))
             if suspects and not repair:
                 # Whatever committed between the queries above is settled once the rows are locked.
@@ -89,6 +100,9 @@ def verify_sessions(
                     drift.add(kind, row[0])
             if repair and suspects:
                 _repair(using, suspects)
+                flipped = [row[0] for row, truth in suspects if row[1] != truth.has_messages]
+                started = Session.objects.using(using).filter(pk__in=flipped).values_list("started_at", flat=True)
+                days |= session_days(started) if flipped else set()
         drift.sessions_checked += len(batch)
         last = batch[-1][0]
 

@@ -175,3 +175,56 @@ class TrendMarker(models.Model):
 
     def __str__(self):
         return f"{self.at:%Y-%m-%d %H:%M} {self.label}"
+
+
+class SessionDay(models.Model):
+    """Sessions and empty sessions started on one UTC day, per model, source and profile: the rollup
+    the per-day trend reads for the days before the watermark (``SessionRollupState``).
+
+    Written only by ``sessions_app.rollup`` (never by a trigger: one hot row per day would
+    serialize the writers), which replaces a day's rows in one transaction.
+    """
+
+    day = models.DateField(help_text="UTC day the sessions started.")
+    model = models.ForeignKey(
+        LanguageModel,
+        # Sessions protect a model; rows left here by sessions deleted since the last build don't.
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # the unique key below starts with the day; nothing looks rows up by model
+        help_text="The sessions' model; empty for sessions without one.",
+    )
+    # Key columns, compared byte for byte on MySQL/MariaDB too ("CLI" and "cli" are two rows).
+    source = KeyField(max_length=64)
+    profile = KeyField(max_length=PROFILE_MAX_LENGTH)
+    sessions = models.PositiveBigIntegerField()
+    empty = models.PositiveBigIntegerField(help_text="Sessions without a message row (the has_messages flag).")
+
+    class Meta:
+        verbose_name = "session day"
+        ordering = ["day", "model", "source", "profile"]
+        constraints = [
+            # NULL models are distinct to the database; their rows stay unique because a day is
+            # only ever written whole, from one GROUP BY, under the state row's lock.
+            models.UniqueConstraint(fields=["day", "model", "source", "profile"], name="session_day_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.model_id} {self.source} {self.profile}: {self.empty}/{self.sessions}"
+
+
+class SessionRollupState(models.Model):
+    """The one row that says how far ``SessionDay`` goes: every UTC day before ``watermark`` is in it
+    (a day without sessions has no row), the days from ``watermark`` on are read live."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    watermark = models.DateField(null=True, help_text="The first UTC day not in the rollup; empty: not built.")
+    built_at = models.DateTimeField(null=True, help_text="When a build last brought the rollup up to the watermark.")
+
+    class Meta:
+        verbose_name = "session rollup state"
+
+    def __str__(self):
+        return f"rollup up to {self.watermark} (built {self.built_at})"

@@ -31,6 +31,7 @@ from hermes_site.db import run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.archive import ARCHIVE_FIELDS, write_archive
 from sessions_app.models import Session
+from sessions_app.rollup import rebuild_days, session_days
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
 DEFAULT_BATCH_SIZE = 1000
@@ -125,13 +126,13 @@ def prune_empty_sessions(
     # PostgreSQL planned a merge anti-join that re-read an index from its start for every page.
     scan = scope.empty().started_before(cutoff)
     scan = (scan if include_open else scan.ended()).with_has_children()
-    scan = scan.order_by("pk").values_list("pk", "model_id", "has_children")
+    scan = scan.order_by("pk").values_list("pk", "model_id", "started_at", "has_children")
 
     def candidates():
         last_pk = None
         while rows := list((scan if last_pk is None else scan.filter(pk__gt=last_pk))[:batch_size]):
             last_pk = rows[-1][0]  # in the database's order, which may differ from Python's
-            yield from ((pk, model_id) for pk, model_id, children in rows if not children)
+            yield from ((pk, (model_id, started)) for pk, model_id, started, children in rows if not children)
 
     condition = Session.objects.prunable_condition(cutoff, include_open=include_open)
     deleted = Counter()
@@ -158,14 +159,15 @@ def delete_empty_sessions(queryset) -> EmptyDeletion:
     selected = queryset.count()
     with_children = queryset.empty().with_children().count()
     condition = Session.objects.prunable_condition(include_open=True)
-    candidates = queryset.filter(condition).order_by("pk").values_list("pk", "model_id")
+    candidates = queryset.filter(condition).order_by("pk").values_list("pk", "model_id", "started_at")
     deleted = 0
 
     def on_batch(deleted_models: list, locked: int, candidates: int) -> None:
         nonlocal deleted
         deleted += len(deleted_models)
 
-    _delete_in_batches(candidates.iterator(), condition, batch_size=500, using=using, on_batch=on_batch)
+    candidates = ((pk, (model_id, started)) for pk, model_id, started in candidates.iterator())
+    _delete_in_batches(candidates, condition, batch_size=500, using=using, on_batch=on_batch)
     return EmptyDeletion(
         deleted, kept_with_messages=selected - deleted - with_children, kept_with_children=with_children
     )
@@ -174,14 +176,20 @@ def delete_empty_sessions(queryset) -> EmptyDeletion:
 def _delete_in_batches(
     candidates: Iterable[tuple], condition: Q, *, batch_size: int, using: str, on_batch, archive=None
 ) -> None:
-    """Delete ``(pk, model_id)`` candidates that still meet ``condition``, a transaction per
-    batch; ``on_batch(deleted model ids, locked, candidates)`` after each."""
+    """Delete ``(pk, (model_id, started_at))`` candidates that still meet ``condition``, a
+    transaction per batch; ``on_batch(deleted model ids, locked, candidates)`` after each. Then
+    (also after an error) rebuild the daily rollup's days of the deleted sessions."""
     candidates = iter(candidates)
-    while batch := dict(itertools.islice(candidates, batch_size)):
-        deleted_ids, locked_ids = run_with_retry(
-            lambda b=batch: _delete_batch(condition, b, using=using, archive=archive), using=using
-        )
-        on_batch([batch[pk] for pk in deleted_ids], len(locked_ids), len(batch))
+    days = set()  # of the deleted sessions: a set of days stays small whatever the prune deletes
+    try:
+        while batch := dict(itertools.islice(candidates, batch_size)):
+            deleted_ids, locked_ids = run_with_retry(
+                lambda b=batch: _delete_batch(condition, b, using=using, archive=archive), using=using
+            )
+            days |= session_days(batch[pk][1] for pk in deleted_ids)
+            on_batch([batch[pk][0] for pk in deleted_ids], len(locked_ids), len(batch))
+    finally:
+        rebuild_days(days, using=using)
 
 
 def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tuple[set, set]:

@@ -65,6 +65,7 @@ def page_context(request, model_admin, form, data: PageData) -> dict:
         return "?" + urlencode({**query.dict(), "format": fmt, **extra})
 
     return {
+        "rollup": data.rollup,
         "rows": rows,
         "total_rate": percent(report.total.rate),
         "total_interval": interval(report.total.empty, report.total.sessions),

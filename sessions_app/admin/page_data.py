@@ -18,6 +18,7 @@ from sessions_app.analytics import (
     CauseBreakdown,
     EmptySessionReport,
     RateComparison,
+    RollupStatus,
     abandoned_agent_counts,
     bucket_totals,
     default_bucket,
@@ -26,6 +27,7 @@ from sessions_app.analytics import (
     model_buckets,
     rate_comparison,
     report_from_trend,
+    rollup_status,
     trend_markers,
     wilson_interval,
     with_abandoned,
@@ -93,6 +95,7 @@ class PageData:
     comparison: RateComparison
     markers: list
     now: dt.datetime
+    rollup: RollupStatus | None  # how far the daily rollup the trend read goes (None: all live)
 
 
 def page_data(*, since=None, until=None, source=None, profile=None, bucket=None, now=None) -> PageData:
@@ -100,7 +103,8 @@ def page_data(*, since=None, until=None, source=None, profile=None, bucket=None,
     long ranges). ``ValidationError`` for bad filters, as ``empty_session_rates``."""
     now = now or timezone.now()
     bucket = bucket or default_bucket(since=since, until=until, source=source, now=now)
-    points = empty_rate_trend(bucket, since=since, until=until, source=source, profile=profile)
+    rollup = rollup_status()  # read once: the trend uses it and the page says how far it goes
+    points = empty_rate_trend(bucket, since=since, until=until, source=source, profile=profile, rollup=rollup)
     report = report_from_trend(points, since=since, until=until, source=source, profile=profile)
     filters = report.filters
     tally_filters = {name: value for name, value in filters.items() if name != "profile"}
@@ -129,4 +133,5 @@ def page_data(*, since=None, until=None, source=None, profile=None, bucket=None,
         comparison=rate_comparison(source=filters["source"], now=now),
         markers=trend_markers(since=filters["since"], until=filters["until"]),
         now=now,
+        rollup=rollup,
     )

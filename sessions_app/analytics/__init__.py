@@ -7,6 +7,7 @@ aggregate query, whatever the number of sessions.
 - ``filters``: the groupings and filters, checked once and applied to sessions once;
 - ``rates``: ``empty_session_rates`` and its report dataclasses;
 - ``trend``: the per-(bucket, model) trend of the analytics page;
+- ``daily``: sessions per (UTC day, model), the daily rollup before its watermark, live after it;
 - ``causes``: why an empty session is empty (``CAUSES``, their precedence and definitions);
 - ``breakdown``: ``empty_cause_breakdown``/``empty_cause_counts``, rates crossed with causes;
 - ``abandoned``: agents that ended without a message (the abandoned-agent tally) beside them;
@@ -40,6 +41,7 @@ from sessions_app.analytics.abandoned import (
 from sessions_app.analytics.breakdown import CauseBreakdown, empty_cause_breakdown, empty_cause_counts
 from sessions_app.analytics.causes import CAUSES, cause_counts, cause_totals
 from sessions_app.analytics.comparison import RateComparison, Window, rate_comparison
+from sessions_app.analytics.daily import DailyCount, RollupStatus, daily_counts, rollup_status
 from sessions_app.analytics.filters import (
     GROUPINGS,
     KEY_GROUPINGS,
@@ -89,9 +91,11 @@ __all__ = [
     "AbandonedAgentReport",
     "AbandonedRow",
     "CauseBreakdown",
+    "DailyCount",
     "EmptySessionReport",
     "RateComparison",
     "RateRow",
+    "RollupStatus",
     "SQLitePeriodKey",
     "TrendPoint",
     "Window",
@@ -102,6 +106,7 @@ __all__ = [
     "cause_counts",
     "cause_totals",
     "check_grouping",
+    "daily_counts",
     "default_bucket",
     "empty_cause_breakdown",
     "empty_cause_counts",
@@ -119,6 +124,7 @@ __all__ = [
     "rate_comparison",
     "report_filters",
     "report_from_trend",
+    "rollup_status",
     "session_and_empty_counts",
     "session_counts_by_model",
     "trend_markers",

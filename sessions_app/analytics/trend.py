@@ -1,7 +1,8 @@
-"""The empty-session trend: sessions and empty sessions per (UTC day or week, model), one query.
+"""The empty-session trend: sessions and empty sessions per (UTC day or week, model).
 
 The analytics page reads the sessions once: this trend feeds its chart, and its sums per model
 are its per-model table (``report_from_trend``), the same numbers as ``empty_session_rates``.
+It sums the days of ``daily_counts``: the daily rollup before its watermark, live after it.
 """
 
 import datetime as dt
@@ -9,18 +10,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from sessions_app.analytics.daily import READ_STATUS, daily_counts
 from sessions_app.analytics.filters import report_filters
-from sessions_app.analytics.rates import (
-    NO_MODEL_KEY,
-    EmptySessionReport,
-    build_report,
-    group_expression,
-    group_key,
-    session_and_empty_counts,
-)
+from sessions_app.analytics.rates import EmptySessionReport, build_report
 from sessions_app.models import Session, TrendMarker
 
 TREND_BUCKETS = ("day", "week")
@@ -37,27 +32,35 @@ class TrendPoint:
 
 
 def empty_rate_trend(
-    bucket: str, *, since=None, until=None, source=None, profile=None, using: str = DEFAULT_DB_ALIAS
+    bucket: str,
+    *,
+    since=None,
+    until=None,
+    source=None,
+    profile=None,
+    using: str = DEFAULT_DB_ALIAS,
+    rollup=READ_STATUS,
 ) -> list[TrendPoint]:
-    """Sessions and empty sessions per (UTC day or week, model), in one grouped statement.
+    """Sessions and empty sessions per (UTC day or week, model), summed from ``daily_counts``
+    (a constant number of queries: the rollup's days and a live query for the others).
 
     Same conventions as ``empty_session_rates`` (emptiness as ``Session.objects.empty()`` decides
     it, ``since`` inclusive, ``until`` exclusive, exact ``source`` and ``profile``), so summing a bucket over its
     models gives that report's ``--by day``/``week`` row. ``ValidationError`` as that report's.
+    ``rollup``: the ``rollup_status()`` a caller read already (it then is not read again).
     """
     if bucket not in TREND_BUCKETS:
         raise ValidationError(
             {"bucket": f"unknown trend bucket {bucket!r}; choose one of {', '.join(TREND_BUCKETS)}."},
             code="invalid_choice",
         )
-    filters = report_filters(since=since, until=until, source=source, profile=profile)
-    sessions = Session.objects.using(using).order_by().matching(**filters)
-    groups = sessions.annotate(bucket=group_expression(bucket, connections[using])).values("bucket", "model__name")
     counts = defaultdict(lambda: [0, 0])
-    for start, model, sessions_count, empty in session_and_empty_counts(groups, "bucket", "model__name"):
-        point = counts[group_key(bucket, start), model or NO_MODEL_KEY]
-        point[0] += sessions_count
-        point[1] += empty
+    for row in daily_counts(since=since, until=until, source=source, profile=profile, using=using, rollup=rollup):
+        # A week is keyed by its Monday (ISO weeks), as empty_session_rates keys it.
+        start = row.day if bucket == "day" else row.day - dt.timedelta(days=row.day.weekday())
+        point = counts[start.isoformat(), row.model]
+        point[0] += row.sessions
+        point[1] += row.empty
     return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())
 
 

@@ -23,11 +23,13 @@ Decisions:
   bad timestamp) is skipped with a warning and counted; the rest of the file still imports.
   Messages of a session that was not imported are skipped too.
 - Messages get no ``model``: hermes records a model per session only.
+- The daily rollup's days of the sessions a run created or gave messages are rebuilt at its end
+  (after an error too: the committed pages stay), so the trend agrees with the new rows at once.
 """
 
 import time
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import closing, suppress
 from pathlib import Path
 
 from django.conf import settings
@@ -43,8 +45,9 @@ from sessions_app.importers.report import ImportProgress, ImportResult
 from sessions_app.importers.rows import RowConverter
 from sessions_app.importers.sessions import SessionPages
 from sessions_app.importers.source import HermesImportError, Source
-from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer
+from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer, in_chunks
 from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
+from sessions_app.rollup import rebuild_days, session_days
 
 DEFAULT_BATCH_SIZE = 2000
 
@@ -94,6 +97,10 @@ def import_hermes_db(
                 run.link_parents()
             run.import_messages()
         except (HermesImportError, DatabaseError, InterfaceError) as exc:
+            # The batches committed before the error changed their days: refresh them if the
+            # database still answers (else the next build_rollup does).
+            with suppress(DatabaseError, InterfaceError):
+                rebuild_days(run.touched_days, using=using)
             r = run.result
             written = not dry_run and (r.sessions_imported or r.sessions_updated or r.messages_imported)
             if isinstance(exc, HermesImportError):
@@ -110,6 +117,7 @@ def import_hermes_db(
             else:
                 kept = "Nothing was written from this file; run the import again once the database is back."
             raise HermesImportError(f"{what} {kept}") from exc
+        rebuild_days(run.touched_days, using=using)
     run.result.elapsed = time.monotonic() - run.started
     return run.result
 
@@ -123,6 +131,7 @@ class _Run:
         self.result = ImportResult(path=str(source.path), dry_run=dry_run, profile=profile)
         self.started = time.monotonic()
         self.messages_total = 0
+        self.touched_days = set()  # UTC days of the sessions created or given messages
         self.writer = Writer(using)
         self.rows = RowConverter(
             source,
@@ -163,6 +172,12 @@ class _Run:
         page.values_repaired += self.rows.repaired + self.source.repaired
         self.source.repaired = 0
         self.result.add(page)
+        return page
+
+    def _touch(self, session_ids) -> None:
+        """Remember the UTC days of these sessions (one query per 900) for the rollup's rebuild."""
+        started = in_chunks(Session.objects.using(self.using).values_list("started_at", flat=True), session_ids)
+        self.touched_days |= session_days(started)
 
     def _report(self, phase: str, messages_done: int) -> None:
         if self.progress:
@@ -190,7 +205,9 @@ class _Run:
         while rows := self.source.sessions(after, self.batch_size):
             after = rows[-1][0]
             bounds = self.source.message_bounds(row[0] for row in rows)
-            self._write_page(self.sessions.write, rows, bounds)
+            page = self._write_page(self.sessions.write, rows, bounds)
+            if page.sessions_imported and not self.dry_run:
+                self._touch(row[0] for row in rows)
             self._report("sessions", 0)
 
     def link_parents(self) -> None:
@@ -210,6 +227,8 @@ class _Run:
         done = 0
         while rows := self.source.messages(after, self.batch_size):
             after = rows[-1][0]
-            self._write_page(self.messages.write, rows)
+            page = self._write_page(self.messages.write, rows)
+            if page.messages_imported and not self.dry_run:
+                self._touch({row[1] for row in rows})
             done += len(rows)
             self._report("messages", done)

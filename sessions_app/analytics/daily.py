@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
 
-from sessions_app.analytics.filters import exact_name, report_filters
-from sessions_app.analytics.rates import NO_MODEL_KEY, group_expression, session_and_empty_counts
+from sessions_app.analytics.filters import exact_name, model_name, report_filters, session_counts
+from sessions_app.analytics.rates import NO_MODEL_KEY, group_expression
 from sessions_app.models import Session, SessionDay, SessionRollupState
 
 
@@ -128,8 +128,9 @@ def _add_live(counts, filters: dict, since, until, using: str) -> None:
     sessions = sessions.matching(since=since, until=until, model=filters["model"], source=filters["source"])
     if filters["profile"] is not None:
         sessions = sessions.filter(profile=filters["profile"])  # a binary-collated key everywhere
-    groups = sessions.annotate(day=group_expression("day", connections[using])).values("day", "model__name")
-    for day, name, total, empty in session_and_empty_counts(groups, "day", "model__name"):
+    groups = sessions.annotate(day=group_expression("day", connections[using])).values("day", "model")
+    rows = groups.annotate(**session_counts()).annotate(name=model_name())
+    for day, name, total, empty in rows.values_list("day", "name", "sessions", "empty"):
         pair = counts[utc_day(day), name or NO_MODEL_KEY]
         pair[0] += total
         pair[1] += empty

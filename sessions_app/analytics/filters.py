@@ -10,8 +10,9 @@ import datetime as dt
 
 from django.core.exceptions import ValidationError
 from django.db import connections
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
 
+from agents_app.models import LanguageModel
 from hermes_site.db import exact_text
 
 # Groupings of sessions by a column or a period: every report has them.
@@ -93,6 +94,13 @@ def session_counts() -> dict[str, Count]:
     """The aggregates ``sessions`` and ``empty`` of a report, in a form a covering index answers:
     ``COUNT(*)`` rather than ``COUNT(id)`` (SQLite's indexes hold the rowid, not the text key)."""
     return {"sessions": Count("*"), "empty": Count("has_messages", filter=empty_condition())}
+
+
+def model_name() -> Subquery:
+    """The model's name in a query grouped by ``model`` (the id), annotated after the counts so it
+    is looked up once per group: joining the names before grouping made the per-model report half
+    again as slow as the same counts grouped first."""
+    return Subquery(LanguageModel.objects.filter(pk=OuterRef("model")).order_by().values("name")[:1])
 
 
 def empty_condition() -> Q:

@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 
 from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text
-from sessions_app.analytics.filters import session_counts
+from sessions_app.analytics.filters import model_name, session_counts
 from sessions_app.analytics.rates import NO_MODEL_KEY
 from sessions_app.models import Session
 
@@ -113,24 +113,23 @@ def _session_rows(using: str):
     """``(model key, source, sessions, empty, messages, newest started_at)`` per (model, source),
     in one statement (a group may come in more than one row on some backends: the caller adds them up)."""
     connection = connections[using]
-    # Grouping by model_id follows the (model, started_at, has_messages) index; a model id has one name,
-    # which Min() carries along. The source is grouped exactly ("CLI" apart from "cli") everywhere.
-    groups = (
-        Session.objects.using(using)
-        .order_by()
-        .values("model", group_source=exact_text("source", connection))
-        .annotate(model_name=Min("model__name"))
-    )
+    # Grouped by model id and exact source ("CLI" apart from "cli") everywhere; each group's model
+    # name is looked up after grouping (``model_name()``, annotated after the counts below).
+    groups = Session.objects.using(using).order_by().values("model", group_source=exact_text("source", connection))
     columns = ("model_name", "group_source", "sessions", "empty", "messages", "newest")
     # The stored message_count is the app's counter, kept in the save path's transaction: the
     # sum of counters is one column read per session, where counting message rows would read
     # the whole message index.
     messages = Coalesce(Sum("message_count"), Value(0), output_field=IntegerField())
-    rows = groups.annotate(
-        **session_counts(),
-        messages=messages,
-        newest=Max("started_at"),
-    ).values_list(*columns)
+    rows = (
+        groups.annotate(
+            **session_counts(),
+            messages=messages,
+            newest=Max("started_at"),
+        )
+        .annotate(model_name=model_name())
+        .values_list(*columns)
+    )
     for name, source, sessions, empty, message_sum, newest in rows:
         yield _model_key(name), source, int(sessions), int(empty), int(message_sum), newest
 

@@ -8,12 +8,12 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import CharField, DateTimeField, F, Func, Min
+from django.db.models import CharField, DateTimeField, F, Func
 from django.db.models.functions import Trunc
 
 from hermes_site.db import exact_text
 from sessions_app.analytics.causes import cause_totals
-from sessions_app.analytics.filters import check_grouping, report_filters, session_counts
+from sessions_app.analytics.filters import check_grouping, model_name, report_filters, session_counts
 from sessions_app.analytics.intervals import wilson_interval
 from sessions_app.models import Session
 
@@ -145,17 +145,32 @@ def empty_session_rates(
         rows = [RateRow(cause, total, causes[cause]) for cause in sorted(causes)]
         return EmptySessionReport(by, filters, rows, RateRow(TOTAL_KEY, total, sum(causes.values())))
     if by == "model":
-        # Grouping by model_id follows the (model, started_at, id) index order, so no sort is
-        # needed; a model id has one name, which Min() carries along.
-        groups = sessions.values("model").annotate(group=Min("model__name"))
+        # Grouped by model_id along the (model, started_at, has_messages) index, no sort needed;
+        # each group's name is looked up after grouping.
+        rows = sessions.values("model").annotate(**session_counts()).annotate(group=model_name())
+        rows, period = rows.values_list("group", "sessions", "empty"), by
     else:
-        groups = sessions.annotate(group=group_expression(by, connection)).values("group")
+        # A session's week and month are its day's: group by the day (cheap per row, a few
+        # hundred groups) and fold the days into weeks or months here; the sums are exact.
+        period = "day" if by in ("week", "month") else by
+        groups = sessions.annotate(group=group_expression(period, connection)).values("group")
+        rows = session_and_empty_counts(groups, "group")
     counts = {}
-    for group, sessions_count, empty in session_and_empty_counts(groups, "group"):
-        key = group_key(by, group)
+    for group, sessions_count, empty in rows:
+        key = fold_period(group_key(period, group), by)
         before = counts.get(key, (0, 0))
         counts[key] = (before[0] + sessions_count, before[1] + empty)
     return build_report(by, filters, counts)
+
+
+def fold_period(key: str, by: str) -> str:
+    """A day's key (``2026-01-07``) as the key of its ISO week (its Monday) or month; others unchanged."""
+    if by == "week":
+        day = dt.date.fromisoformat(key)
+        return (day - dt.timedelta(days=day.weekday())).isoformat()
+    if by == "month":
+        return key[:7]
+    return key
 
 
 def build_report(by: str, filters: dict, counts: dict) -> EmptySessionReport:

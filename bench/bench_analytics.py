@@ -59,7 +59,7 @@ def group_expressions(connection) -> dict[str, str]:
     }[connection.vendor]
     month = {
         "sqlite": "substr(s.started_at, 1, 7)",
-        "postgresql": "to_char(s.started_at AT TIME ZONE 'UTC', 'YYYY-MM')",
+        "postgresql": "date_trunc('month', s.started_at AT TIME ZONE 'UTC')::date",  # to_char() costs more
         "mysql": "DATE_FORMAT(s.started_at, '%Y-%m')",
     }[connection.vendor]
     return {"model": "s.model_id", "source": source, "day": day, "week": week, "month": month}

@@ -1,7 +1,7 @@
 """The admin at scale: page times and query counts on the database bench/generate.py filled.
 
     .venv/bin/python bench/generate.py --sessions 1000000 --reset   # once
-    .venv/bin/python bench/bench_admin.py [--repeat 5]
+    .venv/bin/python bench/bench_admin.py [--repeat 5] [--pages analytics]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hermes_bench .venv/bin/python bench/bench_admin.py
 
 Requests each page with django.test.Client as a superuser (production settings, DEBUG off): the
@@ -10,9 +10,11 @@ analytics page's drill-down link), the LanguageModel changelist and the analytic
 (/admin/sessions_app/session/empty-rates/). For each: the median time of --repeat requests after
 a warm-up, the number of queries and the time Django's debug cursor saw in them (execute() only:
 SQLite hands grouped rows out while they are fetched, so this can undercount; CaptureQueriesContext,
-one extra request), and every query that counts rows. Goals: each page under 1 s on SQLite, at most 10
-queries, and no full-table COUNT(*) on unfiltered pages on PostgreSQL (where the planner's
-estimate is used instead). Prints the peak RSS. Exit status 0 unless it crashes.
+one extra request), and every query that counts rows. Goals, printed beside each page: the analytics
+page and the LanguageModel changelist < 300 ms at 1M sessions on SQLite and PostgreSQL (issue 13),
+the session changelists < 1 s; at most 10 queries; no full-table COUNT(*) on unfiltered pages on
+PostgreSQL (where the planner's estimate is used instead). Prints the peak RSS, which must not grow
+with the number of sessions (compare 200k with 1M). Exit status 0 unless it crashes.
 """
 
 import argparse
@@ -27,30 +29,38 @@ from bench.generate import peak_rss_mib, use_bench_database
 
 USERNAME = "bench-admin"
 MAX_QUERIES = 10
-MAX_SECONDS = 1.0
+MAX_SECONDS = 1.0  # the session changelists
+FAST_SECONDS = 0.3  # the analytics page and the LanguageModel changelist, at 1M sessions (issue 13)
 # A COUNT over the session or message table with no WHERE clause: a full-table count.
 FULL_COUNT = re.compile(
     r'SELECT COUNT\(\*\) AS "__count" FROM "sessions_app_(session|message)"\s*$', re.IGNORECASE | re.DOTALL
 )
 
 
-def pages() -> list[tuple[str, str, bool]]:
-    """(label, URL, unfiltered) for every page to time."""
+def pages(only: list[str] | None = None) -> list[tuple[str, str, bool, float]]:
+    """(label, URL, unfiltered, goal in seconds) for every page to time (those whose label contains
+    one of ``only``, if given)."""
     from django.db.models import Count
     from django.urls import reverse
 
     from sessions_app.models import Session
 
-    busiest = Session.objects.order_by().values("model").annotate(n=Count("pk")).order_by("-n")[0]["model"]
+    def chosen(label: str) -> bool:
+        return not only or any(word.lower() in label.lower() for word in only)
+
+    busiest = 0
+    if any(chosen(label) for label in ("filtered by model", "by model and empty")):  # a full read: only if needed
+        busiest = Session.objects.order_by().values("model").annotate(n=Count("pk")).order_by("-n")[0]["model"]
     sessions = reverse("admin:sessions_app_session_changelist")
-    return [
-        ("session changelist", sessions, True),
-        ("  filtered by model", f"{sessions}?model__id__exact={busiest}", False),
-        ("  filtered by empty", f"{sessions}?empty=yes", False),
-        ("  by model and empty", f"{sessions}?model__id__exact={busiest}&empty=yes", False),
-        ("LanguageModel changelist", reverse("admin:agents_app_languagemodel_changelist"), True),
-        ("analytics page", reverse("admin:sessions_app_session_empty_rates"), True),
+    every = [
+        ("session changelist", sessions, True, MAX_SECONDS),
+        ("  filtered by model", f"{sessions}?model__id__exact={busiest}", False, MAX_SECONDS),
+        ("  filtered by empty", f"{sessions}?empty=yes", False, MAX_SECONDS),
+        ("  by model and empty", f"{sessions}?model__id__exact={busiest}&empty=yes", False, MAX_SECONDS),
+        ("LanguageModel changelist", reverse("admin:agents_app_languagemodel_changelist"), True, FAST_SECONDS),
+        ("analytics page", reverse("admin:sessions_app_session_empty_rates"), True, FAST_SECONDS),
     ]
+    return [page for page in every if chosen(page[0])]
 
 
 def superuser_client():
@@ -103,12 +113,12 @@ def short(sql: str, limit: int = 220) -> str:
 def run_pages(client, page_list, repeat: int, verbose: bool, vendor: str) -> list[str]:
     """Time and print each page; returns the goals it missed."""
     problems = []
-    for label, url, unfiltered in page_list:
+    for label, url, unfiltered, goal in page_list:
         result = measure(client, url, repeat)
-        ok = result["median"] < MAX_SECONDS and result["queries"] <= MAX_QUERIES
+        ok = result["median"] < goal and result["queries"] <= MAX_QUERIES
         print(
             f"{label:<28} {result['median']:>7.3f}s {result['queries']:>8} {result['sql_time']:>7.3f}s  "
-            f"{'ok' if ok else 'MISSED'}"
+            f"< {goal * 1000:.0f} ms: {'met' if ok else 'MISSED'}"
         )
         for query in result["counts"]:
             full = bool(FULL_COUNT.search(" ".join(query["sql"].split())))
@@ -140,13 +150,16 @@ def try_fixes(client, repeat: int, vendor: str) -> None:
     print("proposed fixes:")
     print(f"  analytics page limited to the last 30 days of the data (?since={since}), e.g. as its default:")
     run_pages(client, [("analytics page, 30 days", f"{reverse('admin:sessions_app_session_empty_rates')}?since={since}",
-                        False)], repeat, False, vendor)  # fmt: skip
+                        False, FAST_SECONDS)], repeat, False, vendor)  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=5, help="Timed requests per page (default %(default)s).")
     parser.add_argument("--verbose", action="store_true", help="Print every query of every page.")
+    parser.add_argument(
+        "--pages", nargs="+", metavar="WORD", help="Time only the pages whose label contains a WORD (e.g. analytics)."
+    )
     parser.add_argument("--try-fixes", action="store_true", help="Also time proposed admin changes.")
     args = parser.parse_args()
     use_bench_database()
@@ -166,15 +179,12 @@ def main() -> int:
         f"admin on {connection.vendor} ({connection.settings_dict['NAME']}): {sessions:,} sessions, "
         f"{messages:,} messages; median of {args.repeat} requests after a warm-up"
     )
-    print(
-        f"{'page':<28} {'median':>8} {'queries':>8} {'execute':>8}  "
-        f"goals (< {MAX_SECONDS:g} s, <= {MAX_QUERIES} queries)"
-    )
-    problems = run_pages(client, pages(), args.repeat, args.verbose, connection.vendor)
+    print(f"{'page':<28} {'median':>8} {'queries':>8} {'execute':>8}  goal at 1M (and <= {MAX_QUERIES} queries)")
+    problems = run_pages(client, pages(args.pages), args.repeat, args.verbose, connection.vendor)
     print("goals: " + ("all met" if not problems else "missed - " + "; ".join(problems)))
     if args.try_fixes:
         try_fixes(client, args.repeat, connection.vendor)
-    print(f"peak RSS {peak_rss_mib():.0f} MiB")
+    print(f"peak RSS {peak_rss_mib():.0f} MiB (goal: flat in the number of sessions; compare 200k with 1M)")
     return 0
 
 

@@ -10,7 +10,9 @@ process, on the same tables and connection settings:
              stored values as the ORM side); update counters; COMMIT
   per-msg  - the driver, one transaction per message with its own counter update (hermes-agent's store)
 and prints the median time per flush and the ratios orm/raw and orm/per-msg, for first flushes,
-later flushes and overall. The three writers take turns at going first, repeat by repeat.
+later flushes and overall, with the goals of issue 12 beside the overall rows: orm/raw at most 4x
+at B = 1 and 2.5x at B = 10 on SQLite, 1.5x on PostgreSQL and MariaDB; orm/per-msg below 1x at
+B >= 10 everywhere. The three writers take turns at going first, repeat by repeat.
 """
 
 import argparse
@@ -24,6 +26,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import median, setup_django, timed
 
 _run = itertools.count()
+# Goals for orm/raw overall, per backend and batch size (issue 12); None: no goal at that size.
+RAW_GOALS = {"sqlite": {1: 4.0, 10: 2.5}, "postgresql": 1.5, "mysql": 1.5}
+
+
+def goal_text(vendor: str, batch: int, ratio_raw: float, ratio_pm: float) -> str:
+    goal = RAW_GOALS[vendor]
+    goal = goal.get(batch) if isinstance(goal, dict) else goal
+    parts = []
+    if goal is not None:
+        parts.append(f"orm/raw <= {goal:g}x: {'met' if ratio_raw <= goal else 'MISSED'}")
+    if batch >= 10:
+        parts.append(f"orm/per-msg < 1x: {'met' if ratio_pm < 1 else 'MISSED'}")
+    return "  " + "; ".join(parts) if parts else ""
 
 
 def messages(batch: int, flush: int) -> list[dict]:
@@ -154,9 +169,10 @@ def report(results, args, vendor):
             ratio_raw = med["orm"] / med["raw"]
             ratio_pm = med["orm"] / med["per-msg"]
             summary[f"B={batch} {kind}"] = {"orm_raw": round(ratio_raw, 2), "orm_per_msg": round(ratio_pm, 2)}
+            goals = goal_text(vendor, batch, ratio_raw, ratio_pm) if kind == "overall" else ""
             print(
                 f"{batch:>4} {kind:<8} {med['orm']:>9.3f} {med['raw']:>9.3f} {med['per-msg']:>9.3f} "
-                f"{ratio_raw:>7.2f}x {ratio_pm:>11.2f}x"
+                f"{ratio_raw:>7.2f}x {ratio_pm:>11.2f}x{goals}"
             )
     return summary
 

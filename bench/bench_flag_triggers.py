@@ -80,7 +80,7 @@ def report(results, args, vendor) -> dict:
             with_, without = (median([pick(t) for t in per[name]]) for name in ("with", "without"))
             ratio = with_ / without
             summary[f"B={batch} {kind}"] = round(ratio, 2)
-            flag = "" if kind != "overall" or ratio <= goal else f"  above the {goal}x goal"
+            flag = "" if kind != "overall" else f"  goal <= {goal}x: {'met' if ratio <= goal else 'MISSED'}"
             print(f"{batch:>4} {kind:<8} {with_:>9.3f} {without:>9.3f} {ratio:>6.2f}x{flag}")
     return summary
 

@@ -7,7 +7,7 @@ Without DATABASE_URL the database is the SQLite file /tmp/hermes_bench_scale.sql
 project's db.sqlite3); bench_analytics.py and bench_admin.py read the same database afterwards.
 A PostgreSQL or MariaDB database named in DATABASE_URL is created if it does not exist.
 
-The data: 8 models and 6 sources of different popularity, sessions spread evenly over 90 days
+The data: 8 models, 6 sources and 3 profiles of different popularity, sessions spread evenly over 90 days
 before --end, each empty with a probability that depends on its model and source (~35% overall),
 the others with 1 + Exp(m) messages (user/assistant/tool turns), m chosen so that there are
 --messages-per-session messages per session overall (default 5: 1M sessions, ~5M messages, so
@@ -60,12 +60,14 @@ SOURCES = [
     ("api_server", 0.12, 0.8),
     ("slack", 0.06, 1.0),
 ]
+# (profile, share of sessions): hermes keeps one state.db per profile; most users have only "default".
+PROFILES = [("default", 0.75), ("work", 0.20), ("research", 0.05)]
 CHUNK = 20_000  # sessions per transaction
 
 SESSION_COLUMNS = (
     "id", "model_id", "source", "user_id", "started_at", "ended_at", "end_reason", "message_count",
     "tool_call_count", "api_call_count", "input_tokens", "output_tokens", "cache_read_tokens",
-    "cache_write_tokens", "reasoning_tokens", "title", "has_messages",
+    "cache_write_tokens", "reasoning_tokens", "title", "has_messages", "profile",
 )  # fmt: skip
 MESSAGE_COLUMNS = ("session_id", "role", "content", "tool_calls", "tool_name", "timestamp", "token_count", "model_id")
 TOOL_CALLS = '[{"id": "call_1", "type": "function", "function": {"name": "web_search", "arguments": "{}"}}]'
@@ -109,6 +111,9 @@ def sessions_and_messages(n_sessions: int, seed: int, end: dt.datetime, days: in
     Timestamps are aware UTC datetimes; the writer formats them for its backend.
     """
     rng = random.Random(seed)
+    # Profiles come from a second generator, so the other columns stay those of earlier rounds.
+    profile_rng = random.Random(f"profile-{seed}")
+    profile_names, profile_weights = zip(*PROFILES, strict=True)
     rate = 1 / exponential_mean(per_session)
     model_names, model_weights, model_empty = zip(*MODELS, strict=True)
     source_names, source_weights, source_factor = zip(*SOURCES, strict=True)
@@ -167,6 +172,7 @@ def sessions_and_messages(n_sessions: int, seed: int, end: dt.datetime, days: in
                 0,
                 None if empty else f"Conversation {n}",
                 count > 0,  # has_messages, exact by construction (see the module docstring)
+                profile_rng.choices(profile_names, profile_weights)[0],
             )
         )
         if len(sessions) >= CHUNK:
@@ -340,7 +346,8 @@ def main() -> int:
     print(
         f"generated on {connection.vendor} ({connection.settings_dict['NAME']}): {n_sessions:,} sessions "
         f"({n_empty:,} empty = {n_empty / n_sessions:.1%}), {n_messages:,} messages, "
-        f"{len(MODELS)} models, {len(SOURCES)} sources, {args.days} days before {args.end}, seed {args.seed}"
+        f"{len(MODELS)} models, {len(SOURCES)} sources, {len(PROFILES)} profiles, "
+        f"{args.days} days before {args.end}, seed {args.seed}"
     )
     print(
         f"time: {loaded:.1f}s to load ({n_messages / loaded:,.0f} messages/s), {total:.1f}s with ANALYZE; "

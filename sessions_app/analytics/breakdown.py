@@ -1,4 +1,4 @@
-"""Empty sessions per model, source, profile or period, crossed with why they are empty, in one query.
+"""Empty sessions per model, source, profile or period, crossed with why they are empty.
 
 ``empty_cause_breakdown`` is ``empty_session_rates`` with each row's empty sessions split by
 cause (``analytics.causes``): the same groups, keys and numbers, the causes adding up to
@@ -6,15 +6,13 @@ cause (``analytics.causes``): the same groups, keys and numbers, the causes addi
 """
 
 import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Count, Min
 
 from sessions_app.analytics.causes import CAUSES, cause_counts
-from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
-from sessions_app.analytics.rates import EmptySessionReport, RateRow, build_report, group_expression, group_key
+from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, model_name
+from sessions_app.analytics.rates import EmptySessionReport, RateRow, empty_session_rates, group_expression, group_key
 from sessions_app.models import Session
 from sessions_app.querysets import stale_before
 
@@ -57,26 +55,25 @@ def empty_cause_breakdown(
     grace: dt.timedelta | None = None,
 ) -> CauseBreakdown:
     """Sessions, empty sessions and empty sessions per cause for each ``by`` group (model, source,
-    profile, day, week or month), in one aggregate query; filters and ``ValidationError`` as
-    ``empty_session_rates``, ``now``/``grace`` as its ``by="cause"``."""
+    profile, day, week or month); filters and ``ValidationError`` as ``empty_session_rates``,
+    ``now``/``grace`` as its ``by="cause"``. Two aggregate queries: the report itself (from the
+    covering indexes), and the causes over the empty sessions only, whose rows they need."""
     check_grouping(by, KEY_GROUPINGS)
-    filters = report_filters(since=since, until=until, model=model, source=source, profile=profile)
-    sessions = Session.objects.using(using).order_by().matching(**filters)
+    report = empty_session_rates(by, since=since, until=until, model=model, source=source, profile=profile, using=using)
+    sessions = Session.objects.using(using).order_by().matching(**report.filters).empty()
     if by == "model":
-        groups = sessions.values("model").annotate(group=Min("model__name"))
+        counts = sessions.values("model").annotate(**cause_counts(stale_before(now, grace)))
+        counts = counts.annotate(group=model_name())
     else:
         groups = sessions.annotate(group=group_expression(by, connections[using])).values("group")
-    counts = groups.annotate(sessions=Count("pk"), **cause_counts(stale_before(now, grace)))
-    totals: dict[str, int] = defaultdict(int)
-    per_key: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(CAUSES, 0))
+        counts = groups.annotate(**cause_counts(stale_before(now, grace)))
+    per_key: dict[str, dict[str, int]] = {row.key: dict.fromkeys(CAUSES, 0) for row in report.rows}
     for row in counts:
-        key = group_key(by, row["group"])
-        totals[key] += row["sessions"]
+        causes = per_key[group_key(by, row["group"])]
         for cause in CAUSES:
-            per_key[key][cause] += row[cause]
-    report = build_report(by, filters, {key: (totals[key], sum(per_key[key].values())) for key in totals})
+            causes[cause] += row[cause]
     total = {cause: sum(causes[cause] for causes in per_key.values()) for cause in CAUSES}
-    return CauseBreakdown(report=report, causes=dict(per_key), total=total)
+    return CauseBreakdown(report=report, causes=per_key, total=total)
 
 
 def empty_cause_counts(by: str = "model", **filters) -> dict[str, dict[str, int]]:

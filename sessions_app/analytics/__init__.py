@@ -38,7 +38,7 @@ from sessions_app.analytics.abandoned import (
     abandoned_agent_rates,
     with_abandoned,
 )
-from sessions_app.analytics.breakdown import CauseBreakdown, empty_cause_breakdown, empty_cause_counts
+from sessions_app.analytics.breakdown import CauseBreakdown, breakdown_of, empty_cause_breakdown, empty_cause_counts
 from sessions_app.analytics.causes import CAUSES, cause_counts, cause_totals
 from sessions_app.analytics.comparison import RateComparison, Window, rate_comparison
 from sessions_app.analytics.daily import DailyCount, RollupStatus, daily_counts, rollup_status
@@ -101,6 +101,7 @@ __all__ = [
     "Window",
     "abandoned_agent_counts",
     "abandoned_agent_rates",
+    "breakdown_of",
     "bucket_totals",
     "build_report",
     "cause_counts",

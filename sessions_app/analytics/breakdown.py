@@ -60,6 +60,19 @@ def empty_cause_breakdown(
     covering indexes), and the causes over the empty sessions only, whose rows they need."""
     check_grouping(by, KEY_GROUPINGS)
     report = empty_session_rates(by, since=since, until=until, model=model, source=source, profile=profile, using=using)
+    return breakdown_of(report, now=now, grace=grace, using=using)
+
+
+def breakdown_of(
+    report: EmptySessionReport,
+    *,
+    now: dt.datetime | None = None,
+    grace: dt.timedelta | None = None,
+    using: str = DEFAULT_DB_ALIAS,
+) -> CauseBreakdown:
+    """``report`` (an ``empty_session_rates`` report, or one summed from the trend) with each row's
+    empty sessions split by cause: one query over the empty sessions of the report's filters."""
+    by = report.by
     sessions = Session.objects.using(using).order_by().matching(**report.filters).empty()
     if by == "model":
         counts = sessions.values("model").annotate(**cause_counts(stale_before(now, grace)))

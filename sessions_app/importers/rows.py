@@ -193,7 +193,7 @@ class RowConverter:
             return
         fields = {"content": content, "reasoning": reasoning, "tool_calls": tool_calls, "extra": extra}
         try:
-            validation.check_stored_size(fields, bound)
+            validation.check_sent_size(fields, bound)
         except ValidationError as exc:
             raise RowError("message too large", "; ".join(exc.messages)) from None
 

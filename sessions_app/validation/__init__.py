@@ -14,8 +14,6 @@ from sessions_app.validation.messages import (
     Batch,
     check_batch,
     check_message,
-    check_sent_size,
-    check_stored_size,
     tool_call_total,
 )
 from sessions_app.validation.numbers import (
@@ -33,6 +31,7 @@ from sessions_app.validation.numbers import (
 from sessions_app.validation.text import (
     MAX_MESSAGE_BYTES,
     check_identifier,
+    check_sent_size,
     check_session_id,
     check_text,
     sent_size,
@@ -60,7 +59,6 @@ __all__ = [
     "check_message",
     "check_sent_size",
     "check_session_id",
-    "check_stored_size",
     "check_text",
     "check_timestamp",
     "check_usage",

@@ -1,7 +1,6 @@
 """Messages and batches: every field of a message checked before anything is written."""
 
 import datetime as dt
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -10,10 +9,9 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from sessions_app.models import Role
-from sessions_app.validation import text
 from sessions_app.validation.documents import checked_json_size
 from sessions_app.validation.numbers import check_count, check_timestamp, check_usage
-from sessions_app.validation.text import check_identifier, check_text, plain_text, sent_size, shown, too_big_as_sent
+from sessions_app.validation.text import check_identifier, check_sent_size, check_text, plain_text, shown
 
 ROLES = frozenset(Role.values)
 
@@ -91,37 +89,8 @@ def check_message(message, *, now: dt.datetime, max_chars: int | None = None) ->
     fields["timestamp"] = now if timestamp is None else check_timestamp(timestamp, now=now)
     token_count = get("token_count")
     fields["token_count"] = None if token_count is None else check_count(token_count, "token_count")
-    text_chars = (len(content) if content else 0) + (len(reasoning) if reasoning else 0)
-    if 4 * text_chars + json_size > text.MAX_MESSAGE_BYTES:
-        check_sent_size(fields, json_size)
+    check_sent_size(fields, json_size)
     return fields
-
-
-def check_sent_size(fields: Mapping, json_size: int) -> None:
-    """Refuse a message whose text and JSON take more than ``text.MAX_MESSAGE_BYTES`` as sent to the
-    database (UTF-8 and the worst case of escaping: the same verdict on every backend); keyed by
-    the field when one field alone is too big. ``json_size`` is an upper bound of the JSON
-    fields' size; exact sizes are computed only when the bounds (4 bytes a character of text) do
-    not already show that the message fits."""
-    texts = {name: fields[name] for name in ("content", "reasoning") if fields[name]}
-    if 4 * sum(map(len, texts.values())) + json_size <= text.MAX_MESSAGE_BYTES:
-        return
-    # json.dumps as Django's JSONField serialises (ASCII, escaped): the text the statement carries.
-    documents = {name: json.dumps(fields[name]) for name in ("tool_calls", "extra") if fields[name] is not None}
-    sizes = {name: sent_size(value) for name, value in (texts | documents).items()}
-    for name, size in sizes.items():
-        if size > text.MAX_MESSAGE_BYTES:
-            raise too_big_as_sent(name, size)
-    if (size := sum(sizes.values())) > text.MAX_MESSAGE_BYTES:
-        raise ValidationError(
-            f"takes {size:,} bytes as sent to the database (content, reasoning, tool_calls and extra together, "
-            f"counting UTF-8 and escaping); the limit is {text.MAX_MESSAGE_BYTES:,}.",
-            code="max_length",
-        )
-
-
-# The importer's name for it, from when the bound counted stored bytes only.
-check_stored_size = check_sent_size
 
 
 def tool_call_total(tool_calls) -> int:

@@ -5,7 +5,9 @@ we refuse them everywhere rather than store different data per backend) and lone
 surrogates (not valid UTF-8). Nothing is stripped or truncated silently.
 """
 
+import json
 import re
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -108,3 +110,26 @@ def too_big_as_sent(name: str, size: int) -> ValidationError:
         {name: f"takes {size:,} bytes as sent to the database; the limit is {MAX_MESSAGE_BYTES:,}."},
         code="max_length",
     )
+
+
+def check_sent_size(fields: Mapping, json_size: int) -> None:
+    """Refuse a message whose text and JSON take more than ``MAX_MESSAGE_BYTES`` as sent to the
+    database (UTF-8 and the worst case of escaping: the same verdict on every backend); keyed by
+    the field when one field alone is too big. ``json_size`` is an upper bound of the JSON
+    fields' size; exact sizes are computed only when the bounds (4 bytes a character of text) do
+    not already show that the message fits."""
+    texts = {name: fields[name] for name in ("content", "reasoning") if fields[name]}
+    if 4 * sum(map(len, texts.values())) + json_size <= MAX_MESSAGE_BYTES:
+        return
+    # json.dumps as Django's JSONField serialises (ASCII, escaped): the text the statement carries.
+    documents = {name: json.dumps(fields[name]) for name in ("tool_calls", "extra") if fields[name] is not None}
+    sizes = {name: sent_size(value) for name, value in (texts | documents).items()}
+    for name, size in sizes.items():
+        if size > MAX_MESSAGE_BYTES:
+            raise too_big_as_sent(name, size)
+    if (size := sum(sizes.values())) > MAX_MESSAGE_BYTES:
+        raise ValidationError(
+            f"takes {size:,} bytes as sent to the database (content, reasoning, tool_calls and extra together, "
+            f"counting UTF-8 and escaping); the limit is {MAX_MESSAGE_BYTES:,}.",
+            code="max_length",
+        )

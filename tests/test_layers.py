@@ -36,8 +36,9 @@ def _in(name: str, prefixes) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def _imports(path: Path, module: str):
-    """(imported project module, line, whether the import sits inside a function)."""
+def _imports(path: Path, module: str, packages: list | None = None):
+    """(imported project module, line, whether the import sits inside a function); a package whose
+    __init__ runs only because a submodule of it is imported is listed in ``packages``."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     functions = [node for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))]
@@ -51,6 +52,9 @@ def _imports(path: Path, module: str):
                 parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parts, base] if base else parts)
             names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in MODULES else base for alias in node.names]
+            # "from package import submodule" runs the package's __init__ too: a cycle through it counts.
+            if packages is not None and base in MODULES and base not in names:
+                packages.append(base)
         else:
             continue
         for name in names:
@@ -62,12 +66,14 @@ def _graph() -> dict[str, set[str]]:
     graph = {}
     for module, path in MODULES.items():
         graph[module] = set()
-        for name, _, inside in _imports(path, module):
+        packages = []
+        for name, _, inside in _imports(path, module, packages):
             target = name
             while target not in MODULES and "." in target:
                 target = target.rpartition(".")[0]
             if target in MODULES and target != module and not inside:
                 graph[module].add(target)
+        graph[module].update(package for package in packages if package != module)
     return graph
 
 

@@ -67,19 +67,6 @@ def write_page_csv(data: PageData, table: str, sort: str | None, file) -> None:
             writer.writerow([name, *(_cell(window[column]) for column in ("since", "until", *_WINDOW_COLUMNS))])
 
 
-_TREND_COLUMNS = (
-    "sessions",
-    "empty",
-    "rate",
-    "rate_low",
-    "rate_high",
-    "abandoned",
-    "agents",
-    "abandoned_rate",
-    "abandoned_rate_low",
-    "abandoned_rate_high",
-    "partial",
-)
 _PARTS = ("sessions", "empty", "rate")
 _WINDOW_COLUMNS = (
     "sessions",
@@ -93,6 +80,7 @@ _WINDOW_COLUMNS = (
     "abandoned_rate_low",
     "abandoned_rate_high",
 )
+_TREND_COLUMNS = (*_WINDOW_COLUMNS, "partial")  # a trend bucket has what a comparison window has
 
 
 def _cell(value):

@@ -76,10 +76,6 @@ class Command(HermesCommand):
                 f"{verb} {result.total_closed:,} sessions idle since before {cutoff} "
                 f"(longer than {describe_duration(idle)}):"
             )
-            width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
-            self.stdout.write(f"  {'model':<{width}}  {'sessions':>10}")
-            for name, count in rows:
-                self.stdout.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
-            self.stdout.write(self.style.SUCCESS(f"  {'total':<{width}}  {result.total_closed:>10,}"))
+            self.write_per_model(self.stdout, rows, result.total_closed)
         if result.skipped:
             self.stdout.write(f"Left open {result.skipped:,} sessions that got a message or were being written.")

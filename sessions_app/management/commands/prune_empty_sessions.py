@@ -8,7 +8,6 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from agents_app.models import LanguageModel
-from sessions_app.analytics import NO_MODEL_KEY
 from sessions_app.management.base import HermesCommand, describe_duration, parse_duration
 from sessions_app.pruning import (
     DEFAULT_BATCH_SIZE,
@@ -174,11 +173,7 @@ class Command(HermesCommand):
                 f"{verb} {result.total_deleted:,} empty sessions started before {cutoff} "
                 f"(older than {describe_duration(older_than)}):"
             )
-            width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
-            self.out.write(f"  {'model':<{width}}  {'sessions':>10}")
-            for name, count in rows:
-                self.out.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
-            self.out.write(self.style.SUCCESS(f"  {'total':<{width}}  {result.total_deleted:>10,}"))
+            self.write_per_model(self.out, rows, result.total_deleted)
         if result.total_kept:
             self.out.write(f"Kept {result.total_kept:,} empty sessions:")
             for reason, count in result.kept.items():

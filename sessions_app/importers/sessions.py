@@ -28,7 +28,6 @@ class SessionPages:
     def __init__(self, source: Source, rows: RowConverter, writer: Writer, *, dry_run: bool, profile: str):
         self.source, self.rows, self.writer, self.dry_run = source, rows, writer, dry_run
         self.profile = profile
-        self._duplicates_seen: set[str] = set()
         self.using = writer.using
         self.skipped: set[str] = set()
         # Sessions of this run imported without their parent, which is in the file further on:
@@ -50,13 +49,16 @@ class SessionPages:
         ids = [row[0] for row in rows]
         existing = {s.pk: s for s in in_chunks(sessions if self.dry_run else sessions.select_for_update(), ids)}
         new, changed, parents = [], [], {}
+        # Per page, not per run: a page retried after a transient conflict must see the first copy
+        # again. The copies of an id are never split: the next page starts after the id.
+        duplicates_seen: set[str] = set()
         for row in rows:
             values = dict(zip(self.source.session_names, row, strict=True))
             sid = values["id"]
             if sid in self.source.duplicate_ids:  # a crafted file: the first copy is imported
-                if sid in self._duplicates_seen:
-                    continue  # counted with the first copy, in whichever page it was
-                self._duplicates_seen.add(sid)
+                if sid in duplicates_seen:
+                    continue  # counted with the first copy
+                duplicates_seen.add(sid)
                 page.skip("session: duplicate id in the file", shown(sid), self.source.duplicate_ids[sid] - 1)
             try:
                 self.rows.check_session_id(sid)

@@ -137,13 +137,41 @@ def test_sessions_without_a_primary_key_holding_duplicate_ids(db, tmp_path):
                      [("a", JAN1 + 1), ("b", JAN1 + 2)])  # fmt: skip
     conn.close()
 
-    for batch_size in (1, 2, 100):  # a page boundary between the copies, or not
+    for batch_size in (1, 2, 100):  # pages of one row, or all the copies in one page
         Session.objects.all().delete()
         result = import_hermes_db(path, batch_size=batch_size)
         assert (result.sessions_imported, result.messages_imported) == (2, 2), batch_size
         assert result.skip_reasons == {"session: duplicate id in the file": 2}
         assert result.skipped_rows["session: duplicate id in the file"] == ["'a'"]
         assert Session.objects.get(pk="a").title == "first a"  # the first copy written
+
+
+@pytest.mark.django_db(transaction=True)  # the retry happens only outside a transaction of the caller's
+def test_a_page_retried_after_a_transient_conflict_keeps_its_duplicated_session(tmp_path, monkeypatch):
+    path = tmp_path / "state.db"
+    conn = _crafted(
+        path,
+        "CREATE TABLE sessions (id TEXT, source TEXT, started_at REAL, title TEXT)",
+        "CREATE TABLE messages (id INTEGER PRIMARY KEY, session_id TEXT, role TEXT, content TEXT, timestamp REAL)",
+    )
+    conn.executemany(
+        "INSERT INTO sessions VALUES (?, 'cli', ?, ?)", [("a", JAN1, "first a"), ("a", JAN1, "x"), ("b", JAN1, "b")]
+    )
+    conn.close()
+    create, failures = Writer.create_sessions, []
+
+    def locked_once(self, sessions):
+        if not failures:
+            failures.append(1)
+            raise OperationalError("database is locked")
+        return create(self, sessions)
+
+    monkeypatch.setattr(Writer, "create_sessions", locked_once)
+    monkeypatch.setattr("hermes_site.db.time.sleep", lambda seconds: None)
+    result = import_hermes_db(path, batch_size=100)
+    assert failures == [1]
+    assert result.sessions_imported == 2 and result.skip_reasons == {"session: duplicate id in the file": 1}
+    assert sorted(Session.objects.values_list("pk", flat=True)) == ["a", "b"]
 
 
 @pytest.mark.parametrize("bad_ids", [["'x'", "'y'"], ["NULL"], ["2.5", "X'00'"]])

@@ -78,7 +78,7 @@ def build_rollup(
     if isinstance(chunk_days, bool) or not isinstance(chunk_days, int) or not 1 <= chunk_days <= 366:
         raise ValidationError({"chunk_days": "must be a whole number of days from 1 to 366."})
     if full:
-        run_with_retry(lambda: _reset(using), using=using)
+        run_with_retry(lambda: reset_rollup(using=using), using=using)
     state = _state(using, create=False)
     watermark = state.watermark if state else None
     start = _first_day(using)
@@ -188,7 +188,7 @@ def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tu
     return days
 
 
-def _reset(using: str) -> None:
+def reset_rollup(*, using: str = DEFAULT_DB_ALIAS) -> None:
     """Empty the rollup and forget its watermark, in one transaction: readers go live until a build."""
     with transaction.atomic(using=using):
         state = _state(using, lock=True)

@@ -37,6 +37,7 @@ from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
 from sessions_app.analytics import empty_condition
 from sessions_app.models import Message, Session, TrendMarker
+from sessions_app.rollup import rebuild_days, reset_rollup
 from sessions_app.validation import tool_call_total
 
 # The demo's cut-over, drawn on the analytics page's trend as an operator would have recorded it.
@@ -118,6 +119,8 @@ def load_demo(
         TrendMarker.objects.using(using).get_or_create(
             at=result.cutover, label=CUTOVER_LABEL, defaults={"note": CUTOVER_NOTE}
         )
+        # Past days the demo added beside existing sessions (--force) may be in a rollup already.
+        rebuild_days(((result.since + dt.timedelta(days=n)).date() for n in range(days + 2)), using=using)
     result.per_model = model_split(since=result.since, cutover=result.cutover, using=using)
     result.sessions = sum(row.before + row.after for row in result.per_model)
     in_window = Message.objects.using(using).filter(session__started_at__gte=result.since)
@@ -136,6 +139,7 @@ def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
         AbandonedAgentTally.objects.using(using).all().delete()
         LanguageModel.objects.using(using).all().delete()
         TrendMarker.objects.using(using).all().delete()
+        reset_rollup(using=using)  # its days counted the sessions just deleted
 
 
 def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEFAULT_DB_ALIAS) -> DemoLogin:

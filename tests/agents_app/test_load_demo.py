@@ -232,3 +232,22 @@ def test_command_bad_arguments(db):
     with pytest.raises(CommandError, match="--cutover-days-ago"):
         run("--days", "2")
     assert not Session.objects.exists()
+
+
+def test_the_daily_rollup_follows_a_flush_and_a_forced_second_demo(db):
+    from sessions_app.analytics import empty_rate_trend, rollup_status
+    from sessions_app.rollup import build_rollup
+
+    def trends():
+        return empty_rate_trend("day"), empty_rate_trend("day", rollup=None)  # rollup + live, all live
+
+    later = NOW + dt.timedelta(days=2)
+    demo.load_demo(seed=7, now=NOW, **SMALL)
+    build_rollup(now=later)
+    assert rollup_status() is not None
+    demo.load_demo(seed=8, now=NOW, flush=True, **SMALL)
+    assert rollup_status() is None or rollup_status().watermark is None  # the flush emptied it
+    build_rollup(now=later)
+    demo.load_demo(seed=9, now=NOW, force=True, **SMALL)  # beside seed 8, on days the rollup holds
+    with_rollup, live = trends()
+    assert with_rollup == live and sum(point.sessions for point in live) == Session.objects.count()

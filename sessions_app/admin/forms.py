@@ -36,7 +36,6 @@ class EmptyRatesForm(forms.Form):
         help_text="Tables and downloads.",
         label="Sort models by",
     )
-    format = forms.ChoiceField(required=False, choices=[(name, name) for name in FORMATS], widget=forms.HiddenInput)
 
     def __init__(self, data, *, sources, profiles=(), **kwargs):
         super().__init__(data, **kwargs)
@@ -55,7 +54,6 @@ class EmptyRatesForm(forms.Form):
         if since and until and utc_bound(since) >= utc_bound(until):
             self.add_error("until", "Until must be after since.")
         cleaned["bucket"] = cleaned.get("bucket") or None  # None: chosen from the range
-        cleaned["format"] = cleaned.get("format") or "html"
         return cleaned
 
 

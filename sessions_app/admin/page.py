@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from agents_app.models import AbandonedAgentTally
 from sessions_app import reporting
-from sessions_app.admin.charts import percent, rate_bar
+from sessions_app.admin.charts import percent, rate_bar, rate_cell
 from sessions_app.admin.colours import model_colour_class
 from sessions_app.admin.filters import CAUSE_LABELS
 from sessions_app.admin.links import session_changelist_url
@@ -209,7 +209,7 @@ def _trend(data: PageData, base_filters: dict) -> dict:
                 "small": is_small_sample(row.sessions),
                 "abandoned": row.abandoned,
                 "abandoned_rate": percent(row.abandoned_rate) if row.agents else "-",
-                "models": [_rate_cell(row.lines[name]) for name, _, _ in data.lines],
+                "models": [rate_cell(row.lines[name]) for name, _, _ in data.lines],
                 "empty_url": session_changelist_url(**params, empty="yes"),
             }
         )
@@ -227,12 +227,6 @@ def _trend(data: PageData, base_filters: dict) -> dict:
         "partial": data.partial,
         **chart,
     }
-
-
-def _rate_cell(point: tuple[int, int]) -> str:
-    """A (sessions, empty) pair as "rate (empty/sessions)", or "-" without sessions."""
-    sessions, empty = point
-    return f"{percent(empty / sessions)} ({empty}/{sessions})" if sessions else "-"
 
 
 def _bucket_end(start: dt.datetime, span: dt.timedelta) -> dt.datetime | None:

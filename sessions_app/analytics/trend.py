@@ -100,8 +100,8 @@ def default_bucket(*, since=None, until=None, source=None, now=None, using: str 
     filters = report_filters(since=since, until=until, source=source)
     start = filters["since"]
     if start is None:
-        first = Session.objects.using(using).order_by("started_at").matching(**filters).first()
-        start = first.started_at if first is not None else None
+        sessions = Session.objects.using(using).order_by("started_at").matching(**filters)
+        start = sessions.values_list("started_at", flat=True).first()  # the start time alone, from the index
     end = filters["until"] or now or timezone.now()
     if start is None:
         return "day"

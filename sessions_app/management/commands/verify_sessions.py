@@ -2,16 +2,16 @@
 
 import json
 
-from django.core.management.base import BaseCommand, CommandError
-from django.db import DEFAULT_DB_ALIAS
+from django.core.management.base import CommandError
 
 from sessions_app.integrity import DEFAULT_BATCH_SIZE, DRIFT_KINDS, MAX_BATCH_SIZE, verify_sessions
+from sessions_app.management.base import HermesCommand, parse_positive
 
 # Exit status when drift was found (repaired or not); 1 is taken by bad input.
 EXIT_DRIFT = 3
 
 
-class Command(BaseCommand):
+class Command(HermesCommand):
     help = (
         "Compare every session's has_messages flag, message_count and tool_call_count with its message rows, "
         f"in batches. Read-only unless --repair. Exit status {EXIT_DRIFT} when any drift is found (also when "
@@ -19,6 +19,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        super().add_arguments(parser)  # --database, checked
         parser.add_argument("--repair", action="store_true", help="Fix the drift found, batch by batch.")
         parser.add_argument(
             "--batch-size",
@@ -27,12 +28,10 @@ class Command(BaseCommand):
             metavar="N",
             help=f"Sessions per batch (1-{MAX_BATCH_SIZE}, default %(default)s).",
         )
-        parser.add_argument("--database", default=DEFAULT_DB_ALIAS, help="Database alias (default %(default)s).")
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON document.")
 
     def handle(self, *args, repair, batch_size, database, as_json, **options):
-        if not 1 <= batch_size <= MAX_BATCH_SIZE:
-            raise CommandError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}.")
+        parse_positive(batch_size, "--batch-size", maximum=MAX_BATCH_SIZE)
         drift = verify_sessions(repair=repair, batch_size=batch_size, using=database)
         if as_json:
             self.stdout.write(self._json(drift))

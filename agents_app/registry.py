@@ -7,6 +7,9 @@ gone: a ``LanguageModel`` deleted in this process, a migration, or a write that 
 (``run_with_model_ids``), since another process may have deleted the row.
 """
 
+from collections import Counter
+from collections.abc import Mapping
+
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from agents_app.models import LanguageModel, provider_for
@@ -45,3 +48,15 @@ def run_with_model_ids(write, *, using: str = DEFAULT_DB_ALIAS):
             raise
         forget_language_models()
         return run_with_retry(write, using=using)
+
+
+def counts_by_model_name(counts: Mapping, *, using: str = DEFAULT_DB_ALIAS) -> dict[str | None, int]:
+    """``{model name: n}`` from ``{model id: n}`` (one query for the names); no model and a model
+    named "" are both None, one entry, as the reports key them under "(none)"."""
+    names = dict(
+        LanguageModel.objects.using(using).filter(pk__in=[pk for pk in counts if pk]).values_list("pk", "name")
+    )
+    merged = Counter()
+    for model_id, n in counts.items():
+        merged[names.get(model_id) or None] += n
+    return dict(merged)

@@ -26,7 +26,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from agents_app.models import LanguageModel
+from agents_app.registry import counts_by_model_name
 from hermes_site.db import run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.archive import ARCHIVE_FIELDS, write_archive
@@ -143,11 +143,11 @@ def prune_empty_sessions(
         result.kept["changed"] += locked - len(deleted_models)
         result.batches += 1
         if progress:
-            result.deleted = _by_model_name(deleted, using=using)
+            result.deleted = counts_by_model_name(deleted, using=using)
             progress(result)
 
     _delete_in_batches(candidates(), condition, batch_size=batch_size, using=using, on_batch=on_batch, archive=archive)
-    result.deleted = _by_model_name(deleted, using=using)
+    result.deleted = counts_by_model_name(deleted, using=using)
     return result
 
 
@@ -251,13 +251,6 @@ def _delete_where(queryset) -> int:
     with connection.cursor() as cursor:
         cursor.execute(f"DELETE FROM {table} WHERE {where}", params)  # noqa: S608 - compiled by the ORM
         return cursor.rowcount
-
-
-def _by_model_name(counts: Counter, *, using: str) -> dict[str | None, int]:
-    names = dict(
-        LanguageModel.objects.using(using).filter(pk__in=[pk for pk in counts if pk]).values_list("pk", "name")
-    )
-    return {names.get(model_id) if model_id else None: n for model_id, n in counts.items()}
 
 
 def _check_batch_size(batch_size) -> None:

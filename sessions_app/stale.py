@@ -25,7 +25,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from agents_app.models import LanguageModel
+from agents_app.registry import counts_by_model_name
 from hermes_site.db import run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.models import Message, Session
@@ -91,7 +91,7 @@ def close_stale_sessions(
     result = StaleResult(cutoff=cutoff, dry_run=dry_run)
     if dry_run:
         per_model = scope.filter(condition).order_by().values("model").annotate(n=Count("pk"))
-        result.closed = _by_model_name(Counter({row["model"]: row["n"] for row in per_model}), using=using)
+        result.closed = counts_by_model_name(Counter({row["model"]: row["n"] for row in per_model}), using=using)
         return result
 
     closed = Counter()
@@ -108,9 +108,9 @@ def close_stale_sessions(
         result.skipped += len(batch) - len(ended)
         result.batches += 1
         if progress:
-            result.closed = _by_model_name(closed, using=using)
+            result.closed = counts_by_model_name(closed, using=using)
             progress(result)
-    result.closed = _by_model_name(closed, using=using)
+    result.closed = counts_by_model_name(closed, using=using)
     return result
 
 
@@ -139,14 +139,3 @@ def _close_batch(batch: dict, cutoff: dt.datetime, *, using: str) -> set:
         return eligible - set(
             sessions.filter(pk__in=list(eligible), ended_at__isnull=True).values_list("pk", flat=True)
         )
-
-
-def _by_model_name(counts: Counter, *, using: str) -> dict[str | None, int]:
-    """``{model name: n}`` from ``{model id: n}``; no model and a model named "" are both None."""
-    names = dict(
-        LanguageModel.objects.using(using).filter(pk__in=[pk for pk in counts if pk]).values_list("pk", "name")
-    )
-    merged = Counter()
-    for model_id, n in counts.items():
-        merged[names.get(model_id) or None] += n
-    return dict(merged)

@@ -18,10 +18,10 @@ from django.db import connections
 
 from hermes_site.db import column_adapter
 from sessions_app.models import Message, Session
-from sessions_app.validation import COUNTER_LIMITS, USAGE_FIELDS
+from sessions_app.validation import COUNTER_LIMITS
 
 # The counters a flush adds to: the ones it counts itself, then the caller's usage increments.
-COUNTERS = ("message_count", "tool_call_count", *sorted(USAGE_FIELDS))
+COUNTERS = tuple(COUNTER_LIMITS)  # message_count, tool_call_count, then the usage counters
 _LIMITS = tuple(COUNTER_LIMITS[name] for name in COUNTERS)
 # The message columns a flush writes: the session and model (one value for the whole batch),
 # then the fields of ``validation.check_message``'s dicts.

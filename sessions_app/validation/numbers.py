@@ -29,6 +29,7 @@ MAX_COUNTER_INCREMENT = 2**62
 # MariaDB, 64-bit on SQLite; BigIntegerField: 64-bit signed everywhere). An increment that would
 # pass it is refused (``_flush_sql.add_to_counters``) rather than left to each backend's own error
 # (a DataError, an IntegrityError, or SQLite silently turning the column into a float).
+# In this order: the counters a flush counts itself, then the caller's usage increments.
 COUNTER_LIMITS = {
     name: MAX_TOKEN_COUNT if Session._meta.get_field(name).get_internal_type() == "PositiveIntegerField" else 2**63 - 1
     for name in ("message_count", "tool_call_count", *sorted(USAGE_FIELDS))

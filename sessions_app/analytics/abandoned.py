@@ -36,7 +36,7 @@ from agents_app.models import AbandonedAgentTally
 from hermes_site.db import exact_text, filter_exact
 from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
 from sessions_app.analytics.intervals import wilson_interval
-from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates
+from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period
 
 
 @dataclass(frozen=True)
@@ -238,10 +238,5 @@ def _first_day_from(bound: dt.datetime) -> dt.date | None:
 def _key(by: str, value) -> str:
     if by in ("model", "source"):
         return value
-    if isinstance(value, str):  # some backends hand dates back as text in grouped queries
-        value = dt.date.fromisoformat(value)
-    if by == "day":
-        return value.isoformat()
-    if by == "week":
-        return (value - dt.timedelta(days=value.weekday())).isoformat()
-    return value.strftime("%Y-%m")
+    # A tally day (some backends hand dates back as text in grouped queries), folded as the reports fold days.
+    return fold_period(value if isinstance(value, str) else value.isoformat(), by)

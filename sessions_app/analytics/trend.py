@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from sessions_app.analytics.daily import READ_STATUS, daily_counts
 from sessions_app.analytics.filters import report_filters
-from sessions_app.analytics.rates import EmptySessionReport, build_report
+from sessions_app.analytics.rates import EmptySessionReport, build_report, fold_period
 from sessions_app.models import Session, TrendMarker
 
 TREND_BUCKETS = ("day", "week")
@@ -56,9 +56,7 @@ def empty_rate_trend(
         )
     counts = defaultdict(lambda: [0, 0])
     for row in daily_counts(since=since, until=until, source=source, profile=profile, using=using, rollup=rollup):
-        # A week is keyed by its Monday (ISO weeks), as empty_session_rates keys it.
-        start = row.day if bucket == "day" else row.day - dt.timedelta(days=row.day.weekday())
-        point = counts[start.isoformat(), row.model]
+        point = counts[fold_period(row.day.isoformat(), bucket), row.model]  # a week: its Monday
         point[0] += row.sessions
         point[1] += row.empty
     return sorted(TrendPoint(key, model, total, empty) for (key, model), (total, empty) in counts.items())

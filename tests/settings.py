@@ -16,3 +16,6 @@ if _suffix:
         _default["TEST"]["NAME"] = str(BASE_DIR / f".test-db{_suffix}.sqlite3")  # noqa: F405
     else:
         _default.setdefault("TEST", {})["NAME"] = f"test_{_default['NAME']}{_suffix}"
+
+# The test client speaks plain HTTP; production settings (DEBUG off) redirect it to HTTPS.
+SECURE_SSL_REDIRECT = False

@@ -281,8 +281,7 @@ def test_prune_command_covers_the_tally(db, settings):
 # --- admin ------------------------------------------------------------------------------------
 
 
-def test_analytics_page_shows_the_abandoned_section_and_series(admin_client, history, settings):
-    settings.SECURE_SSL_REDIRECT = False
+def test_analytics_page_shows_the_abandoned_section_and_series(admin_client, history):
     response = admin_client.get(reverse("admin:sessions_app_session_empty_rates"), {"bucket": "day"})
     assert response.status_code == 200
     want = expected("model")
@@ -298,8 +297,7 @@ def test_analytics_page_shows_the_abandoned_section_and_series(admin_client, his
     assert trend["2026-04-02"] == 1
 
 
-def test_analytics_page_empty_state(admin_client, legacy_session, settings):
-    settings.SECURE_SSL_REDIRECT = False
+def test_analytics_page_empty_state(admin_client, legacy_session):
     legacy_session()
     content = admin_client.get(reverse("admin:sessions_app_session_empty_rates")).content.decode()
     assert "No agent ended without a message" in content
@@ -308,7 +306,6 @@ def test_analytics_page_empty_state(admin_client, legacy_session, settings):
 def test_tally_changelist_is_read_only_and_filters_by_model_name(
     admin_client, history, settings, client, django_user_model
 ):
-    settings.SECURE_SSL_REDIRECT = False
     url = reverse("admin:agents_app_abandonedagenttally_changelist")
     response = admin_client.get(url, {"model__name": OPUS})
     assert response.status_code == 200

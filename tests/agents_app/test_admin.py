@@ -16,11 +16,6 @@ URL = "/admin/agents_app/languagemodel/"
 XSS = "<script>alert(1)</script>"
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
 @pytest.fixture(autouse=True, params=["counted-once", "correlated"])
 def shape(request, monkeypatch):
     """Both ways of annotating the counts: constants from one grouped query (the default), and

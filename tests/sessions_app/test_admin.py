@@ -34,12 +34,6 @@ CHANGELIST_URL = "/admin/sessions_app/session/"
 GPT, OPUS, XSS, FORMULA = "openai/gpt-5", "anthropic/claude-opus-4.6", "<script>alert(1)</script>", "=cmd|' /C calc'!A0"
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    """The test client speaks plain HTTP; production settings redirect that to HTTPS."""
-    settings.SECURE_SSL_REDIRECT = False
-
-
 def day(d: int, hour: int = 10) -> dt.datetime:
     return dt.datetime(2026, 1, d, hour, tzinfo=dt.UTC)
 

@@ -22,11 +22,6 @@ from tests.sessions_app.test_analytics import wilson
 NOW = dt.datetime.now(dt.UTC)
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
 @pytest.fixture
 def world(legacy_session):
     return build_world(legacy_session)

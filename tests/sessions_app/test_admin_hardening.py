@@ -33,11 +33,6 @@ SEARCHABLE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False  # the test client speaks plain HTTP
-
-
 @pytest.fixture
 def world(legacy_session):
     legacy_session(session_id="s1", source="cli", title="hello")

@@ -17,11 +17,6 @@ MESSAGE_ADD = reverse("admin:sessions_app_message_add")
 TALLY_LIST = reverse("admin:agents_app_abandonedagenttally_changelist")
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
 @pytest.fixture
 def world(legacy_session):
     return build_world(legacy_session)

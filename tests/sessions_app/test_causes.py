@@ -161,7 +161,6 @@ def test_command_by_cause_and_breakdown(landscape, settings):
 
 def test_admin_page_and_changelist_filter(landscape, admin_client, settings):
     settings.HERMES_OPEN_GRACE = GRACE
-    settings.SECURE_SSL_REDIRECT = False
     page = admin_client.get(reverse("admin:sessions_app_session_empty_rates"))
     assert page.status_code == 200
     assert b"Why empty" in page.content

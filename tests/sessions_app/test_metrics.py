@@ -55,11 +55,6 @@ NAMES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False  # the test client speaks HTTP; production sits behind TLS
-
-
 @pytest.fixture
 def world(db):
     models = {name: LanguageModel.objects.create(name=name) for name in {s[0] for s in SESSIONS} if name is not None}

@@ -380,11 +380,6 @@ def test_command_breakdown_of_one_profile(history):
 # --- the admin ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def plain_http(settings):
-    settings.SECURE_SSL_REDIRECT = False
-
-
 def test_analytics_page_lists_the_profiles_present(admin_client, history):
     response = admin_client.get(RATES_URL)
     assert response.status_code == 200

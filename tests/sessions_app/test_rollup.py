@@ -276,8 +276,7 @@ def test_command(landscape):
         call_command("build_rollup", "--until", "2999-01-01")
 
 
-def test_page_says_how_far_the_rollup_goes(admin_client, landscape, settings):
-    settings.SECURE_SSL_REDIRECT = False
+def test_page_says_how_far_the_rollup_goes(admin_client, landscape):
     url = "/admin/sessions_app/session/empty-rates/"
     assert "daily rollup" not in admin_client.get(url).content.decode()
     build_rollup(now=NOW)

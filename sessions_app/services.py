@@ -166,10 +166,10 @@ def compress_session(
     to ``parent_session_id`` instead (the grandparent of a chain, or nothing).
     """
     child_session_id = validation.check_session_id(child_session_id, "child_session_id")
-    summary_messages = [{"role": summary_role, "content": summary}]
-    validation.check_batch(summary_messages)
     if not isinstance(summary, str) or not summary.strip():
         raise ValidationError({"summary": "a compression summary must be non-empty text."}, code="required")
+    summary_messages = [{"role": summary_role, "content": summary}]
+    validation.check_batch(summary_messages)  # before the transaction: a bad summary writes nothing
 
     def write() -> Session:
         with transaction.atomic(using=using):

@@ -50,8 +50,7 @@ class Command(HermesCommand):
             metavar="DATE",
             help="Only sessions started before DATE (exclusive; same formats as --since).",
         )
-        parser.add_argument("--model", metavar="MODEL", help="Only sessions of this model name (exact match).")
-        parser.add_argument("--source", metavar="SOURCE", help="Only sessions from this source (exact match).")
+        self.add_scope_arguments(parser)
         parser.add_argument(
             "--profile",
             metavar="NAME",

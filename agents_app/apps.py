@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 from django.db.models.signals import post_delete, post_migrate
 
 
@@ -8,7 +9,9 @@ class AgentsAppConfig(AppConfig):
 
     def ready(self):
         from agents_app import registry
+        from agents_app.conf import check_hermes_settings
 
+        checks.register(check_hermes_settings, "hermes")
         # The registry caches model name -> id; drop it whenever model rows may have gone.
         post_delete.connect(
             registry.forget_language_models, sender="agents_app.LanguageModel", dispatch_uid="hermes-lm-del"

@@ -2,7 +2,7 @@
 
 from django.db import models
 
-from hermes_site.db import binary_collation
+from agents_app.db import binary_collation
 
 
 class KeyField(models.CharField):

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
+from agents_app.db import run_with_retry
 from agents_app.models import LanguageModel, provider_for
-from hermes_site.db import run_with_retry
 
 _model_ids: dict[tuple[str, str], int] = {}
 

@@ -2,10 +2,10 @@
 
 import datetime as dt
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 
+from agents_app.conf import hermes_settings
 from agents_app.models import AbandonedAgentTally
 from agents_app.registry import language_model_id, run_with_model_ids
 from sessions_app import validation
@@ -49,4 +49,4 @@ def _increment(using: str, day: dt.date, model_id: int, source: str, reason: str
 
 
 def abandoned_tracking_enabled() -> bool:
-    return settings.HERMES_TRACK_ABANDONED_AGENTS
+    return hermes_settings.HERMES_TRACK_ABANDONED_AGENTS

@@ -19,13 +19,14 @@ A bad value stops start-up with one ImproperlyConfigured line naming the variabl
 accepts (``manage.py`` prints just that line).
 """
 
-import datetime as dt
 import os
 import re
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from agents_app import conf as _hermes_conf
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -183,47 +184,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
-# Largest message content (in characters) the save path accepts; larger content is refused
-# with a ValidationError rather than truncated, so nothing is silently lost.
-# Above 12 Mi characters it would change nothing: the save path also refuses a message taking
-# more than 12 MiB as sent to the database (sessions_app.validation.MAX_MESSAGE_BYTES).
-HERMES_MAX_CONTENT_CHARS = env_int("HERMES_MAX_CONTENT_CHARS", 4 * 1024 * 1024, minimum=1, maximum=12 * 1024 * 1024)
-
-# Count agents that end without ever saving a message (one upsert per such agent into a
-# per-day tally), so the "fails before speaking" signal survives lazy session creation.
-HERMES_TRACK_ABANDONED_AGENTS = env_bool("HERMES_TRACK_ABANDONED_AGENTS", True)
-# How many days of that tally prune_empty_sessions keeps.
-HERMES_ABANDONED_TALLY_RETENTION_DAYS = env_int(
-    "HERMES_ABANDONED_TALLY_RETENTION_DAYS", 400, minimum=1, maximum=100_000
-)
-
-# GET /metrics: scrapers send "Authorization: Bearer <HERMES_METRICS_TOKEN>"; unset or empty,
-# only a staff login with sessions_app.view_session may scrape. Never log it.
-HERMES_METRICS_TOKEN = os.environ.get("HERMES_METRICS_TOKEN", "").strip()
-# At most this many model names label the metrics (by agents seen); the rest are summed as
-# model="other", so a flood of model names cannot flood Prometheus with series.
-HERMES_METRICS_MAX_MODELS = env_int("HERMES_METRICS_MAX_MODELS", 50, minimum=1)
-
-
-def env_duration(name: str, default: str) -> dt.timedelta:
-    """A positive duration from the environment: ``30m``, ``24h``, ``7d``, ``1d12h`` or plain seconds."""
-    value = os.environ.get(name, default).strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    parts = re.findall(r"(\d+)([smhdw])", value)
-    if value.isdigit():
-        seconds = int(value)
-    elif parts and "".join(n + u for n, u in parts) == value:
-        seconds = sum(int(n) * units[u] for n, u in parts)
-    else:
-        raise ImproperlyConfigured(f"{name} must be a duration such as 30m, 24h, 7d or seconds, got {value!r}.")
-    if not 0 < seconds <= 3650 * 86400:
-        raise ImproperlyConfigured(f"{name} must be more than 0 and at most 3650 days, got {value!r}.")
-    return dt.timedelta(seconds=seconds)
-
-
-# An empty session without usage that is still open is "open" (it may still speak) for this
-# long after it started, and "never_ended" after (sessions_app.analytics, "Why empty").
-HERMES_OPEN_GRACE = env_duration("HERMES_OPEN_GRACE", "24h")
+# The apps' own settings (agents_app.conf: HERMES_MAX_CONTENT_CHARS, HERMES_OPEN_GRACE, ...) have
+# their defaults in the apps; here only the environment variables of the same names are mapped to
+# them, each checked as the apps check it (a bad value stops start-up with one line).
+for _name in _hermes_conf.SETTINGS:
+    if os.environ.get(_name, "").strip():
+        globals()[_name] = _hermes_conf.value_from_environment(_name, os.environ[_name])
 
 # Production hardening, active when DEBUG is off. The app is meant to run behind a TLS proxy
 # that sets X-Forwarded-Proto; see the README's deployment section.

@@ -1,8 +1,6 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
-
-from sessions_app.views import metrics
 
 admin.site.site_header = "hermes_site"
 admin.site.site_title = "hermes_site admin"
@@ -11,5 +9,5 @@ admin.site.index_title = "Agent sessions"
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
-    path("metrics", metrics, name="metrics"),
+    path("", include("sessions_app.urls")),  # GET /metrics
 ]

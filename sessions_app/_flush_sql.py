@@ -4,7 +4,7 @@ Why raw SQL here and nowhere else in the save path: a flush of B messages throug
 ``bulk_create`` and ``QuerySet.update(F() + n)`` compiles both statements on every call, which cost
 several times the database work of a small flush (profiled on SQLite). The statements below are
 generated once per database from the models' ``_meta`` (so they follow the models and their
-migrations), take their values through ``hermes_site.db.column_adapter`` (the conversion every raw
+migrations), take their values through ``agents_app.db.column_adapter`` (the conversion every raw
 writer of ours shares, equal to the fields' ``get_db_prep_save``), and run on Django's own cursor
 (``connection.cursor()``): they are logged, wrapped and seen by ``execute_wrapper`` like any other
 query, whether or not anyone is watching.
@@ -16,7 +16,7 @@ from functools import cache
 
 from django.db import connections
 
-from hermes_site.db import column_adapter
+from agents_app.db import column_adapter
 from sessions_app.models import Message, Session
 from sessions_app.validation import COUNTER_LIMITS
 

@@ -26,8 +26,8 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from hermes_site.db import run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.archive import ARCHIVE_FIELDS, write_archive
 from sessions_app.models import Session

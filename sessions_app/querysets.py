@@ -7,12 +7,12 @@ meaning everywhere: model, source and profile match exactly (byte for byte, Mari
 
 import datetime as dt
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from hermes_site.db import filter_exact
+from agents_app.conf import hermes_settings
+from agents_app.db import filter_exact
 
 # Why an empty session is empty, in precedence order: a session is given the first cause whose
 # condition it meets (only lost_transcript overlaps the others; the last three split the rest).
@@ -58,7 +58,7 @@ def cause_condition(cause: str, *, stale_before: dt.datetime) -> Q:
 
 def stale_before(now: dt.datetime | None = None, grace: dt.timedelta | None = None) -> dt.datetime:
     """``now`` (default: the current time) minus ``grace`` (default: the ``HERMES_OPEN_GRACE`` setting)."""
-    return (now or timezone.now()) - (settings.HERMES_OPEN_GRACE if grace is None else grace)
+    return (now or timezone.now()) - (hermes_settings.HERMES_OPEN_GRACE if grace is None else grace)
 
 
 class SessionQuerySet(models.QuerySet):

@@ -3,14 +3,14 @@
 import datetime as dt
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
+from agents_app.conf import hermes_settings
+from agents_app.db import filter_exact
 from agents_app.models import AbandonedAgentTally
-from hermes_site.db import filter_exact
 from sessions_app.analytics import exact_name
 
 
@@ -43,7 +43,7 @@ def prune_abandoned_tally(
     model = exact_name(model, "model")
     source = exact_name(source, "source")
     if keep_days is None:
-        keep_days = settings.HERMES_ABANDONED_TALLY_RETENTION_DAYS
+        keep_days = hermes_settings.HERMES_ABANDONED_TALLY_RETENTION_DAYS
     if isinstance(keep_days, bool) or not isinstance(keep_days, int) or keep_days < 0:
         raise ValidationError({"keep_days": "must be a whole number of days, 0 or more (0 keeps the whole tally)."})
     today = today or timezone.now().astimezone(dt.UTC).date()

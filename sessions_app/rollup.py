@@ -28,7 +28,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from hermes_site.db import exact_text, run_with_retry
+from agents_app.db import exact_text, run_with_retry
 from sessions_app.analytics.daily import utc_day
 from sessions_app.analytics.rates import group_expression, session_and_empty_counts
 from sessions_app.models import Session, SessionDay, SessionRollupState

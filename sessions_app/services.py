@@ -18,8 +18,8 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
 
+from agents_app.db import run_with_retry
 from agents_app.registry import language_model_id, run_with_model_ids
-from hermes_site.db import run_with_retry
 from sessions_app import _flush_sql, validation
 from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
 

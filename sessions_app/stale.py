@@ -25,8 +25,8 @@ from django.db.models import Count, Exists, F, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
+from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from hermes_site.db import run_with_retry
 from sessions_app.analytics import exact_name
 from sessions_app.models import Message, Session
 

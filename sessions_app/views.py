@@ -2,13 +2,13 @@
 
 import hmac
 
-from django.conf import settings
 from django.http import HttpResponse
 from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4
 
+from agents_app.conf import hermes_settings
 from sessions_app.metrics import render_metrics
 
 PERMISSION = "sessions_app.view_session"
@@ -29,7 +29,7 @@ def metrics(request):
         return response
     if status == 403:
         return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
-    body = render_metrics(max_models=settings.HERMES_METRICS_MAX_MODELS)
+    body = render_metrics(max_models=hermes_settings.HERMES_METRICS_MAX_MODELS)
     # generate_latest() writes the classic text format, version 0.0.4, and so says this header,
     # as prometheus_client's own handler does when no newer format was asked for.
     # (CONTENT_TYPE_LATEST now names "version=1.0.0", which goes with the escaping choose_encoder() negotiates.)
@@ -44,7 +44,7 @@ def scrape_refusal(request) -> int | None:
     The token is never logged nor echoed."""
     scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        token = settings.HERMES_METRICS_TOKEN
+        token = hermes_settings.HERMES_METRICS_TOKEN
         if token and hmac.compare_digest(credentials.strip().encode(), token.encode()):
             return None
         return 403

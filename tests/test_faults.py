@@ -18,10 +18,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
+from agents_app import db as hermes_db
 from agents_app import registry
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from hermes_site import db as hermes_db
 from sessions_app import _flush_sql
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages

@@ -1,7 +1,7 @@
 """The house rules of ARCHITECTURE.md, checked on the source: imports flow down the layers only,
 no module imports itself in a circle, and no project import hides inside a function.
 
-Bottom: ``hermes_site.db``, ``agents_app`` models/fields/registry. Middle: ``sessions_app``.
+Bottom: ``agents_app`` db/conf/models/fields/registry. Middle: ``sessions_app``.
 Top: the ``Agent`` facade, the tally service, the demo, and what uses them.
 """
 
@@ -12,8 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("hermes_site", "agents_app", "sessions_app")
-# hermes_site's settings and URLconf wire the apps together; its helpers (db) sit below them.
-BOTTOM = ("hermes_site.db", "agents_app.models", "agents_app.fields", "agents_app.registry", "agents_app.apps")
+# hermes_site's settings and URLconf wire the apps together; the apps never import it.
+BOTTOM = (
+    "agents_app.db",
+    "agents_app.conf",
+    "agents_app.models",
+    "agents_app.fields",
+    "agents_app.registry",
+    "agents_app.apps",
+)
+APPS = ("agents_app", "sessions_app")
 TOP = ("agents_app.agent", "agents_app.services", "agents_app.demo", "agents_app.management")
 MAX_LINES = 300
 
@@ -104,6 +112,8 @@ def test_imports_flow_down_only(module):
             problems.append(f"{where} inside a function")
         if _in(module, BOTTOM) and not _in(name, BOTTOM):
             problems.append(f"{where}: the bottom layer imports only the bottom layer")
+        if _in(module, APPS) and _in(name, ("hermes_site",)):
+            problems.append(f"{where}: the apps stand alone; nothing of theirs imports the project")
         if _in(module, ("sessions_app",)) and _in(name, TOP):
             problems.append(f"{where}: the middle layer imports the top layer")
     assert not problems

@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from hermes_site.db import filter_exact
+from agents_app.db import filter_exact
 from sessions_app.analytics import CAUSES, exact_values
 
 CAUSE_LABELS = {

@@ -32,8 +32,8 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import F, Sum
 
+from agents_app.db import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
-from hermes_site.db import exact_text, filter_exact
 from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
 from sessions_app.analytics.intervals import wilson_interval
 from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period

@@ -12,8 +12,8 @@ from django.core.exceptions import ValidationError
 from django.db import connections
 from django.db.models import Count, OuterRef, Q, Subquery
 
+from agents_app.db import exact_text
 from agents_app.models import LanguageModel
-from hermes_site.db import exact_text
 
 # Groupings of sessions by a column or a period: every report has them.
 KEY_GROUPINGS = ("model", "source", "profile", "day", "week", "month")

@@ -18,8 +18,8 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import IntegerField, Max, Min, Sum, Value
 from django.db.models.functions import Coalesce
 
+from agents_app.db import exact_text
 from agents_app.models import AbandonedAgentTally
-from hermes_site.db import exact_text
 from sessions_app.analytics.filters import model_name, session_counts
 from sessions_app.analytics.rates import NO_MODEL_KEY
 from sessions_app.models import Session

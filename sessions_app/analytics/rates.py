@@ -11,7 +11,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, DateTimeField, F, Func
 from django.db.models.functions import Trunc
 
-from hermes_site.db import exact_text
+from agents_app.db import exact_text
 from sessions_app.analytics.causes import cause_totals
 from sessions_app.analytics.filters import check_grouping, model_name, report_filters, session_counts
 from sessions_app.analytics.intervals import wilson_interval

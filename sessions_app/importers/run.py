@@ -32,12 +32,12 @@ from collections.abc import Callable
 from contextlib import closing, suppress
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, InterfaceError, transaction
 from django.utils import timezone
 
-from hermes_site.db import run_with_retry
+from agents_app.conf import hermes_settings
+from agents_app.db import run_with_retry
 from sessions_app import validation
 from sessions_app.importers.links import ParentLinks
 from sessions_app.importers.messages import MessagePages
@@ -136,7 +136,7 @@ class _Run:
         self.rows = RowConverter(
             source,
             now=timezone.now(),
-            max_chars=settings.HERMES_MAX_CONTENT_CHARS,
+            max_chars=hermes_settings.HERMES_MAX_CONTENT_CHARS,
             db_json=self.writer.db_json,
             db_time=self.writer.db_time,
         )

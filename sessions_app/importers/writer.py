@@ -1,5 +1,5 @@
 """Our side of an import: batched writes into ``Session`` and ``Message``, and the keyed reads a
-page locks first. Values reach the driver as the ORM would send them (``hermes_site.db.column_adapter``).
+page locks first. Values reach the driver as the ORM would send them (``agents_app.db.column_adapter``).
 """
 
 from itertools import chain
@@ -7,7 +7,7 @@ from itertools import chain
 from django.db import connections
 from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-from hermes_site.db import column_adapter
+from agents_app.db import column_adapter
 from sessions_app.models import Message, Session
 
 # Kept in Session.extra: the highest source message id imported for the session (hermes message ids

@@ -149,7 +149,7 @@ POSTGRESQL = {
 # read inside a trigger uses the read view of the whole statement, which in a multi-row DELETE can
 # be older than the lock just waited for (tested: it left a flag set on an empty session). The
 # price: two transactions deleting the last rows of one session at the same moment can deadlock;
-# InnoDB rolls one back (error 1213, retried by hermes_site.db.run_with_retry), never a wrong flag.
+# InnoDB rolls one back (error 1213, retried by agents_app.db.run_with_retry), never a wrong flag.
 # The remaining rows are read newest first: a cascade deletes in id order, so the rows it has
 # already deleted (still in the index until purge) are not walked over again for every row.
 MYSQL = {

@@ -4,10 +4,10 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from agents_app.conf import hermes_settings
 from sessions_app.models import Role
 from sessions_app.validation.documents import checked_json_size
 from sessions_app.validation.numbers import check_count, check_timestamp, check_usage
@@ -47,9 +47,9 @@ def check_message(message, *, now: dt.datetime, max_chars: int | None = None) ->
 
     Runs for every message of every flush, so absent fields and plain ASCII text skip the
     helpers inline; the checks and their order (hence the error reported first) are theirs.
-    ``max_chars`` is ``settings.HERMES_MAX_CONTENT_CHARS``, read once per batch by the caller."""
+    ``max_chars`` is ``hermes_settings.HERMES_MAX_CONTENT_CHARS``, read once per batch by the caller."""
     if max_chars is None:
-        max_chars = settings.HERMES_MAX_CONTENT_CHARS
+        max_chars = hermes_settings.HERMES_MAX_CONTENT_CHARS
     if type(message) is not dict and not isinstance(message, Mapping):
         raise ValidationError(f"must be a dict of message fields, got {type(message).__name__}.", code="invalid")
     if not message.keys() <= MESSAGE_FIELDS:
@@ -110,7 +110,7 @@ def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
         # An empty batch must not create a session: that is the whole point of lazy creation.
         raise ValidationError({"messages": "at least one message is required."}, code="required")
     now = timezone.now()
-    max_chars = settings.HERMES_MAX_CONTENT_CHARS
+    max_chars = hermes_settings.HERMES_MAX_CONTENT_CHARS
     errors: dict[str, list] = {}
     cleaned = []
     tool_calls = 0

@@ -9,9 +9,9 @@ import json
 import re
 from collections.abc import Mapping
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from agents_app.conf import hermes_settings
 from sessions_app.models import SESSION_ID_MAX_LENGTH
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -85,7 +85,7 @@ def check_text(value, name: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ValidationError({name: f"must be a string or None, got {type(value).__name__}."}, code="invalid")
-    limit = settings.HERMES_MAX_CONTENT_CHARS
+    limit = hermes_settings.HERMES_MAX_CONTENT_CHARS
     if len(value) > limit:
         raise ValidationError(
             {name: f"is {len(value):,} characters long; the limit is {limit:,} (setting HERMES_MAX_CONTENT_CHARS)."},

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from agents_app.agent import Agent
+from agents_app.conf import hermes_settings
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages
@@ -205,12 +206,12 @@ def test_boundary_values_are_accepted(existing, settings):
     agent.add_message("user", "at the epoch", timestamp=0)
     agent.add_message("user", "an hour ahead", timestamp=NOW + dt.timedelta(hours=1))
     agent.add_message("user", "\u2028 separators, emoji 🙂, escapes \\x00 as text", tool_calls=[{"q": "\\u0000"}])
-    agent.add_message("user", "x" * settings.HERMES_MAX_CONTENT_CHARS)
+    agent.add_message("user", "x" * hermes_settings.HERMES_MAX_CONTENT_CHARS)
     assert agent.flush() == 4
     rows = list(Message.objects.filter(session_id="s" * 128).order_by("id").values_list("content", "timestamp"))
     assert rows[0] == ("at the epoch", dt.datetime(1970, 1, 1, tzinfo=dt.UTC))
     assert rows[2][0] == "\u2028 separators, emoji 🙂, escapes \\x00 as text"
-    assert len(rows[3][0]) == settings.HERMES_MAX_CONTENT_CHARS
+    assert len(rows[3][0]) == hermes_settings.HERMES_MAX_CONTENT_CHARS
     assert Session.objects.get(pk="s" * 128).message_count == 4
 
 

@@ -182,7 +182,7 @@ WORKER = textwrap.dedent(
     settings.DATABASES["default"]["NAME"] = db_name
     django.setup()
     from django.db import transaction
-    from hermes_site.db import run_with_retry
+    from agents_app.db import run_with_retry
     from sessions_app.models import Message
     from sessions_app.services import append_messages
 

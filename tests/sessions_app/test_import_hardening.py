@@ -167,7 +167,7 @@ def test_a_page_retried_after_a_transient_conflict_keeps_its_duplicated_session(
         return create(self, sessions)
 
     monkeypatch.setattr(Writer, "create_sessions", locked_once)
-    monkeypatch.setattr("hermes_site.db.time.sleep", lambda seconds: None)
+    monkeypatch.setattr("agents_app.db.time.sleep", lambda seconds: None)
     result = import_hermes_db(path, batch_size=100)
     assert failures == [1]
     assert result.sessions_imported == 2 and result.skip_reasons == {"session: duplicate id in the file": 1}

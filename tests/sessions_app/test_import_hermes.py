@@ -11,6 +11,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from agents_app.conf import hermes_settings
 from agents_app.models import LanguageModel
 from sessions_app import importers
 from sessions_app.importers import LAST_MESSAGE_KEY, MISSING_PARENT_KEY, HermesImportError, import_hermes_db
@@ -388,7 +389,7 @@ def test_message_too_large_to_store_is_skipped_and_the_page_goes_on(db, state, s
             "content": None,
             "tool_calls": json.dumps([{"arguments": "é" * (validation.MAX_MESSAGE_BYTES // 6)}], ensure_ascii=False),
         }
-    assert len(next(v for v in huge.values() if v)) <= settings.HERMES_MAX_CONTENT_CHARS  # not too long
+    assert len(next(v for v in huge.values() if v)) <= hermes_settings.HERMES_MAX_CONTENT_CHARS  # not too long
     src = state()
     src.session("s", model="m")
     src.message("s", "user", "before")

@@ -296,7 +296,7 @@ def test_a_bad_model_cap_is_refused_at_start(value):
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode != 0
-    assert "HERMES_METRICS_MAX_MODELS must be a whole number of at least 1" in result.stderr
+    assert "HERMES_METRICS_MAX_MODELS must be a whole number from 1 to 100000" in result.stderr
 
 
 # --- the example alert rule -----------------------------------------------------------------

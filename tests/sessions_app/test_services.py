@@ -7,9 +7,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from agents_app import db as hermes_db
 from agents_app import registry
 from agents_app.models import LanguageModel
-from hermes_site import db as hermes_db
 from sessions_app import _flush_sql, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, ProfileFilter, SourceFilter
-from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
+from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline, ModelUsageInline
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
 from sessions_app.admin.search import BoundedSearchMixin
@@ -68,7 +68,7 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     list_per_page = 100
     actions = ["delete_selected_empty_sessions"]
-    inlines = [MessageInline]
+    inlines = [ModelUsageInline, MessageInline]
     # Every field is read-only (no change permission); these are the computed ones.
     readonly_fields = [
         "parent_link",
@@ -129,6 +129,14 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False  # a record: viewing needs the view permission, deleting the delete one
+
+    def get_inline_instances(self, request, obj=None):
+        # The per-model usage table only where there is usage to show (imported from hermes v30,
+        # or reported with a model through the save path).
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None or not obj.model_usage.exists():
+            inlines = [inline for inline in inlines if not isinstance(inline, ModelUsageInline)]
+        return inlines
 
     def get_urls(self):
         view = self.admin_site.admin_view(EmptyRatesView.as_view(model_admin=self))

@@ -14,9 +14,9 @@ from django.core.management import CommandError, call_command
 from agents_app.conf import hermes_settings
 from agents_app.models import LanguageModel
 from sessions_app import importers
+from sessions_app._sql import RowInsert as BatchInsert
 from sessions_app.importers import LAST_MESSAGE_KEY, MISSING_PARENT_KEY, HermesImportError, import_hermes_db
 from sessions_app.importers import sessions as session_pages
-from sessions_app.importers.writer import BatchInsert
 from sessions_app.models import Message, Session
 from tests.hermes_fixtures import StateDB
 
@@ -553,7 +553,7 @@ def test_command_summary_progress_and_json(db, state):
 
 def test_command_rejects_bad_options(db, state):
     src = state()
-    with pytest.raises(CommandError, match="at least 1"):
+    with pytest.raises(CommandError, match="from 1 to"):
         run(src.path, "--batch-size", "0")
     with pytest.raises(CommandError, match="unknown --database"):
         run(src.path, "--database", "nope")
@@ -571,7 +571,8 @@ def test_session_inserted_by_a_concurrent_import_is_found_on_a_redo(transactiona
     src.session("s2", model="m")
     src.message("s2", "user", "hi")
     # Another import committed s1 just after this one looked: the first lookup misses it.
-    Session.objects.create(id="s1", source="cli", extra={LAST_MESSAGE_KEY: 0})
+    model = LanguageModel.objects.create(name="m")
+    Session.objects.create(id="s1", source="cli", model=model, extra={LAST_MESSAGE_KEY: 0})
     real, misses = session_pages.in_chunks, []
 
     def stale_once(queryset, ids):

@@ -10,11 +10,11 @@ from django.utils import timezone
 from agents_app import db as hermes_db
 from agents_app import registry
 from agents_app.models import LanguageModel
-from sessions_app import _flush_sql, services
+from sessions_app import _sql, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session
 
-INSERT_MESSAGES = "sessions_app._flush_sql.insert_messages"
+INSERT_MESSAGES = "sessions_app._sql.insert_messages"
 
 
 def _msgs(*contents, role="user"):
@@ -327,13 +327,13 @@ def test_database_errors_of_the_flush_statements_are_djangos(db):
     append_messages("s1", _msgs("a"), model="m", source="cli")
     bad = {name: None for name in MESSAGE_COLUMNS} | {"timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
     with pytest.raises(IntegrityError), transaction.atomic():
-        _flush_sql.insert_messages("s1", None, [bad], using="default")  # role is NOT NULL
+        _sql.insert_messages("s1", None, [bad], using="default")  # role is NOT NULL
     assert Message.objects.filter(session_id="s1").count() == 1
 
 
 def test_flush_returns_the_session_as_django_reads_it(db):
     """The later flush builds its Session from the row its UPDATE returned, with the converters
-    Django's compiler would use (see ``_flush_sql._session_converters``): every field must equal
+    Django's compiler would use (see ``_sql._session_converters``): every field must equal
     what ``Session.objects.get()`` reads, for every kind of column (JSON, decimal, datetime, FK)."""
     append_messages("s1", _msgs("a"), model="m", source="cli", user_id="u1", system_prompt="be brief")
     Session.objects.filter(pk="s1").update(

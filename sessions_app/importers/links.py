@@ -24,10 +24,11 @@ class ParentLinks:
     """Links the sessions marked with ``MISSING_PARENT_KEY``, knowing what the session pages skipped.
 
     ``_up`` is a union-find over the stored parent forest: each session points to its parent or to
-    a node nearer its tree's root. It is read once per profile that has links to make (parents are
-    only ever of the same profile), and followed lazily, a query per node, outside them (a session
-    the save path linked across profiles). Its changes during a page are logged and undone when the
-    page's transaction is retried, so that a rolled-back link never counts."""
+    a node nearer its tree's root; a session not in it has no parent. It is read once per profile
+    that has links to make: an import links a session only to a parent of its own profile, so a
+    cycle it could close runs through that profile's links alone (the save path only ever links a
+    new session, which no existing session descends from). Its changes during a page are logged and
+    undone when the page's transaction is retried, so that a rolled-back link never counts."""
 
     def __init__(self, sessions: SessionPages):
         self.sessions, self.using, self.writer = sessions, sessions.using, sessions.writer
@@ -57,14 +58,6 @@ class ParentLinks:
         for pk, parent in linked.values_list("pk", "parent_session_id").iterator(chunk_size=10_000):
             self._up.setdefault(pk, parent)
 
-    def _next(self, node: str) -> str | None:
-        """The node above ``node`` (None at a root), read from the database if not known yet."""
-        if node not in self._up:
-            self._up[node] = Session.objects.using(self.using).filter(pk=node).values_list(
-                "parent_session_id", flat=True
-            ).first()  # fmt: skip
-        return self._up[node]
-
     def _set(self, node: str, value: str | None) -> None:
         self._log.append((node, self._up.get(node, _ABSENT)))
         self._up[node] = value
@@ -72,7 +65,7 @@ class ParentLinks:
     def _root(self, node: str) -> str:
         """The topmost ancestor of ``node``; the path to it is shortened for the next lookups."""
         path = []
-        while (above := self._next(node)) is not None:
+        while (above := self._up.get(node)) is not None:
             path.append(node)
             node = above
         for visited in path[:-1]:

@@ -57,7 +57,7 @@ class ImportResult:
     usage_skipped: int = 0
     # Sessions per profile (the row's profile_name, else the run's), and the rows whose profile_name
     # differs from an explicit --profile (the column decides; they are named, up to MAX_NAMED).
-    profiles: Counter = field(default_factory=Counter)
+    sessions_by_profile: Counter = field(default_factory=Counter)
     profile_disagreements: int = 0
     disagreeing_sessions: list[dict] = field(default_factory=list)
     empty_sessions: int = 0
@@ -96,7 +96,7 @@ class ImportResult:
         if other.schema_version is not None:
             self.schema_version = max(self.schema_version or 0, other.schema_version)
         self.skip_reasons.update(other.skip_reasons)
-        self.profiles.update(other.profiles)
+        self.sessions_by_profile.update(other.sessions_by_profile)
         self.disagreeing_sessions.extend(other.disagreeing_sessions[: MAX_NAMED - len(self.disagreeing_sessions)])
         for reason, names in other.skipped_rows.items():
             named = self.skipped_rows.setdefault(reason, [])
@@ -113,6 +113,6 @@ class ImportResult:
         """Plain data for JSON: the counts, skip reasons, and each model's tally with its empty rate."""
         data = asdict(self)
         data["skip_reasons"] = dict(self.skip_reasons)
-        data["profiles"] = dict(sorted(self.profiles.items()))
+        data["sessions_by_profile"] = dict(sorted(self.sessions_by_profile.items()))
         data["by_model"] = {name: {**asdict(t), "rate": t.rate} for name, t in sorted(self.by_model.items())}
         return data

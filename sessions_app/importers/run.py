@@ -259,7 +259,7 @@ class _Run:
         """Link sessions imported without their parent to the parent, where it exists now."""
         # Only this file's profiles: a parent is always of its child's profile, so the children
         # waiting in other profiles wait for their own files.
-        profiles = sorted(self.result.profiles) or [self.profile]
+        profiles = sorted(self.result.sessions_by_profile) or [self.profile]
         pending = Session.objects.using(self.using).filter(profile__in=profiles, extra__has_key=MISSING_PARENT_KEY)
         pending = pending.order_by("pk")
         after = ""

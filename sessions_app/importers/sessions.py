@@ -145,7 +145,7 @@ class SessionPages:
 
     def _count_profile(self, page: ImportResult, sid: str, named, profile: str) -> None:
         """Count the session's profile; name a row whose profile_name overrides an explicit --profile."""
-        page.profiles[profile] += 1
+        page.sessions_by_profile[profile] += 1
         if named and profile != self.profile and self.explicit:
             page.profile_disagreements += 1
             if len(page.disagreeing_sessions) < MAX_NAMED:

@@ -140,8 +140,8 @@ class Command(HermesCommand):
                 f"Model usage rows: {r.usage_imported:,} {verb}, {r.usage_updated:,} updated, "
                 f"{r.usage_removed:,} removed, {r.usage_skipped:,} skipped"
             )
-        if len(r.profiles) > 1 or (r.profiles and r.profile not in r.profiles):
-            shown = ", ".join(f"{name} {count:,}" for name, count in sorted(r.profiles.items()))
+        if len(r.sessions_by_profile) > 1 or (r.sessions_by_profile and r.profile not in r.sessions_by_profile):
+            shown = ", ".join(f"{name} {count:,}" for name, count in sorted(r.sessions_by_profile.items()))
             lines.append(f"Sessions by profile (the row's profile_name, else {r.profile!r}): {shown}")
         if r.profile_disagreements:
             named = ", ".join(f"{d['session']} ({d['profile_name']})" for d in r.disagreeing_sessions)

@@ -13,6 +13,11 @@ closing connection may leave ``-wal``/``-shm`` behind. So the file is opened one
   the writer is not held up). Where that connection cannot open (no ``-shm``, a read-only
   directory), the ``-wal`` was left by a process that is gone: the database and ``-wal`` files are
   copied and SQLite recovers the copy. The snapshot is deleted when the import closes it.
+- A ``-journal`` beside it (a file in rollback-journal mode whose writer is mid-transaction, or was
+  killed in one, leaving a "hot" journal): read as SQLite would read it. A read-only connection
+  waits for a live writer and takes the same kind of snapshot; a hot journal, which a read-only
+  connection may not roll back, is copied with the database into the private directory, where
+  SQLite rolls the copy back to the last committed state. The user's files are never written.
 """
 
 import os
@@ -62,6 +67,12 @@ def check_file(path: Path) -> None:
         )
 
 
+def _needs_rollback(exc: sqlite3.OperationalError) -> bool:
+    """Whether a read-only connection was refused because a hot journal needs rolling back."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name == "SQLITE_READONLY_ROLLBACK" or "readonly" in str(exc).lower() or "read-only" in str(exc).lower()
+
+
 def _uri(path: Path, **params) -> str:
     return "file:" + urllib.parse.quote(str(path)) + "?" + urllib.parse.urlencode(params)
 
@@ -72,10 +83,12 @@ class Opened:
     def __init__(self, path: Path):
         self.path = path.resolve()
         self.snapshot_dir: str | None = None
-        wal = Path(f"{self.path}-wal")
+        wal, journal = Path(f"{self.path}-wal"), Path(f"{self.path}-journal")
         try:
             if wal.exists():
                 self.conn = self._snapshot(wal)
+            elif journal.exists() and journal.stat().st_size > 0:
+                self.conn = self._journal_snapshot(journal)
             else:
                 self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable=1), uri=True, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
@@ -104,6 +117,36 @@ class Opened:
         shutil.copyfile(self.path, copy)
         shutil.copyfile(wal, f"{copy}-wal")
         return sqlite3.connect(copy, isolation_level=None)  # recovers the copied -wal, in our directory
+
+    def _journal_snapshot(self, journal: Path) -> sqlite3.Connection:
+        """A private, rolled-back copy of a rollback-journal database with a ``-journal`` beside it."""
+        self.snapshot_dir = tempfile.mkdtemp(prefix="hermes_import_")
+        copy = Path(self.snapshot_dir) / "state.db"
+        live = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, isolation_level=None, timeout=10)
+        try:
+            target = sqlite3.connect(copy)
+            try:
+                live.backup(target)  # waits for a live writer; refused for a hot journal
+                target.isolation_level = None
+                return target
+            except sqlite3.OperationalError as exc:
+                target.close()
+                copy.unlink(missing_ok=True)
+                if not _needs_rollback(exc):
+                    raise
+        finally:
+            live.close()
+        # A hot journal: its writer is gone. The journal first, so that a rollback another process
+        # makes meanwhile only rolls back pages the copied journal restores anyway.
+        shutil.copyfile(journal, f"{copy}-journal")
+        shutil.copyfile(self.path, copy)
+        recovered = sqlite3.connect(copy, isolation_level=None)
+        try:
+            recovered.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # rolls the copy back
+        except BaseException:
+            recovered.close()
+            raise
+        return recovered
 
     def close(self) -> None:
         if getattr(self, "conn", None) is not None:

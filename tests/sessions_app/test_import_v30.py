@@ -377,3 +377,70 @@ def test_timestamps_of_usage_rows_are_kept(db, v30):
     assert usage.first_seen == dt.datetime.fromtimestamp(JAN1 + 1, dt.UTC)
     assert usage.last_seen == dt.datetime.fromtimestamp(JAN1 + 40, dt.UTC)
     assert usage.estimated_cost_usd == Decimal("0.0123")
+
+
+HOT_WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA cache_size = 1")  # spill the transaction's pages into the database file early
+conn.execute("BEGIN")
+for i in range(300):
+    conn.execute("INSERT INTO messages (session_id, role, content, timestamp) VALUES ('a1', 'user', ?, ?)",
+                 ("uncommitted " * 200, 1767225600.0 + 1000 + i))
+print("written", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+def _digest(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_hot_rollback_journal_is_read_as_sqlite_would_read_it(db, tmp_path):
+    """A hermes writer killed mid-transaction in rollback-journal mode leaves a hot -journal: the
+    import reads the committed rows (from a private copy rolled back) and writes nothing beside them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.db"
+    with build_v30(path) as src:
+        src.conn.execute("PRAGMA journal_mode = DELETE")
+    writer = subprocess.Popen([sys.executable, "-c", HOT_WRITER, str(path), "60"], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    journal = tmp_path / "state.db-journal"
+    assert journal.stat().st_size > 0
+    before = (_digest(path), _digest(journal))
+
+    result = import_hermes_db(path)
+
+    assert (result.sessions_imported, result.messages_imported) == (5, 7)
+    assert not Message.objects.filter(content__startswith="uncommitted").exists()
+    assert (_digest(path), _digest(journal)) == before  # the user's files, untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db", "state.db-journal"]
+    # SQLite itself, once it may write, rolls the journal back to what the import read.
+    assert_matches_file(path)
+
+
+def test_a_live_rollback_journal_writer_is_waited_for(db, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.db"
+    with build_v30(path) as src:
+        src.conn.execute("PRAGMA journal_mode = DELETE")
+    writer = subprocess.Popen([sys.executable, "-c", HOT_WRITER, str(path), "1"], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+
+    result = import_hermes_db(path)
+    writer.wait(timeout=30)
+
+    # Either before the writer's transaction or after it, never half of it.
+    assert result.messages_imported in (7, 7 + 300)
+    assert Message.objects.filter(content__startswith="uncommitted").count() in (0, 300)

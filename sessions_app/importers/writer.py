@@ -5,7 +5,6 @@ page locks first. Values reach the driver as the ORM would send them (``agents_a
 from itertools import chain
 
 from django.db import connections
-from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 from agents_app.db import column_adapter
 from sessions_app.models import Message, Session
@@ -79,8 +78,9 @@ class BatchInsert:
         self.adapters = [(index, adapt) for index, adapt in enumerate(adapters) if adapt is not None]
         self.connection = connection
         table, columns = quote(model._meta.db_table), ", ".join(quote(f.column) for f in self.fields)
-        # COPY through psycopg 3's API; psycopg2 takes executemany.
-        self.copy = connection.vendor == "postgresql" and is_psycopg3
+        # COPY through psycopg 3's API; psycopg2 takes executemany. The driver is asked of the
+        # connection (its DB-API module), not imported: a project on SQLite has no psycopg at all.
+        self.copy = connection.vendor == "postgresql" and connection.Database.__name__ == "psycopg"
         if self.copy:
             self.sql = f"COPY {table} ({columns}) FROM STDIN"
         else:

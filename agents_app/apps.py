@@ -4,6 +4,8 @@ from django.db.models.signals import post_delete, post_migrate
 
 
 class AgentsAppConfig(AppConfig):
+    # The migrations' primary keys, whatever DEFAULT_AUTO_FIELD the project installing the app has.
+    default_auto_field = "django.db.models.BigAutoField"
     name = "agents_app"
     verbose_name = "Agents"
 

@@ -9,8 +9,8 @@ any request or command reads it. Values are cached until ``setting_changed`` (``
 pytest-django's ``settings`` fixture) says a setting changed.
 
 Like django-debug-toolbar's and django-extensions' settings modules, this is the only place
-that knows the defaults: ``hermes_site/settings.py`` only maps environment variables to these
-names.
+that knows the defaults: a project's settings module only gives the values it wants otherwise
+(this repository's own maps environment variables to these names with ``value_from_environment``).
 """
 
 import datetime as dt

@@ -1,6 +1,12 @@
 """Settings for hermes_site, read from the environment (12-factor).
 
+Variables not in the process environment are taken from ``.env`` beside manage.py when there is
+one (the README's Run command writes ``DJANGO_DEBUG=1`` there, so that every later command works
+in a new shell); the process environment wins over the file. ``DJANGO_ENV_FILE`` names another
+file, or none when it is empty (the test suite, CI). Production has no ``.env``.
+
 Environment:
+    DJANGO_ENV_FILE       file of further variables (default: ``.env`` beside manage.py, if any)
     DATABASE_URL          database to use; default: SQLite file ``db.sqlite3`` beside manage.py
     DJANGO_SECRET_KEY     required unless DJANGO_DEBUG is on
     DJANGO_DEBUG          "1"/"true"/"yes"/"on" to enable debug mode (default: off)
@@ -27,8 +33,16 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from agents_app import conf as _hermes_conf
+from hermes_site.envfile import read_env_file
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# First, so that everything below reads the file's values as if they had been exported; a name
+# already in the process environment keeps its value there.
+_env_file = os.environ.get("DJANGO_ENV_FILE", str(BASE_DIR / ".env"))
+if _env_file and ("DJANGO_ENV_FILE" in os.environ or Path(_env_file).exists()):
+    for _name, _value in read_env_file(Path(_env_file)).items():
+        os.environ.setdefault(_name, _value)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -93,7 +107,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "hermes_site.middleware.RejectNulMiddleware",
+    "sessions_app.middleware.RejectNulMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

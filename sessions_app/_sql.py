@@ -21,7 +21,6 @@ from functools import cache
 from itertools import chain
 
 from django.db import connections
-from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
 from agents_app.db import column_adapter
 from sessions_app.models import Message, Session
@@ -67,10 +66,10 @@ class RowInsert:
         # redefined), so each run takes the current one.
         self.alias = connection.alias
         table, columns = quote(model._meta.db_table), ", ".join(quote(f.column) for f in self.fields)
-        # COPY through psycopg 3's API; psycopg2 takes executemany.
-        self.copy_sql = f"COPY {table} ({columns}) FROM STDIN" if connection.vendor == "postgresql" else None
-        if not is_psycopg3:
-            self.copy_sql = None
+        # COPY through psycopg 3's API; psycopg2 takes executemany. The driver is asked of the
+        # connection (its DB-API module), not imported: a project on SQLite has no psycopg at all.
+        copy = connection.vendor == "postgresql" and connection.Database.__name__ == "psycopg"
+        self.copy_sql = f"COPY {table} ({columns}) FROM STDIN" if copy else None
         row = "(" + ", ".join(["%s"] * len(self.fields)) + ")"
         self.sql = f"INSERT INTO {table} ({columns}) VALUES {row}"  # noqa: S608 (quoted model names)
         self.rows_per_statement = self.SQLITE_ROWS_PER_STATEMENT if connection.vendor == "sqlite" else 1

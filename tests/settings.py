@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-" + "x" * 40)
+# A developer's .env (written by the README's Run command) must not change what the tests see;
+# child processes that use hermes_site.settings inherit this too.
+os.environ["DJANGO_ENV_FILE"] = ""
 
 from hermes_site.settings import *  # noqa: F403
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_check(*args, **env):
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HERMES_"))}
-    clean.update(env)
+    clean.update(DJANGO_ENV_FILE="", **env)  # whatever a developer's .env holds
     return subprocess.run(
         [sys.executable, "manage.py", *(args or ["check"])],
         cwd=ROOT,

@@ -19,8 +19,10 @@ from sessions_app.admin.markers import TrendMarkerAdmin
 from sessions_app.admin.messages import MessageAdmin
 from sessions_app.admin.sessions import SessionAdmin
 
-# The admin index shows a link to the analytics page above the app list.
-admin.site.index_template = "admin/sessions_app/index.html"
+# The admin index shows a link to the analytics page above the app list, unless the project gave
+# the admin site an index template of its own.
+if admin.site.index_template is None:
+    admin.site.index_template = "admin/sessions_app/index.html"
 
 __all__ = [
     "INLINE_MESSAGES",

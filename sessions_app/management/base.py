@@ -3,8 +3,12 @@
 ``HermesCommand`` adds ``--database`` (checked against the configured aliases) and, when a command
 declares ``formats``, ``--format``; it turns a service's ``ValidationError`` into a ``CommandError``
 that names the options at fault; it asks before deleting; and it says when a progress display is
-wanted (a terminal at verbosity >= 1, or verbosity >= 2). The parsers below give a ``CommandError``
-(exit status 1) for bad input, like every other bad input.
+wanted (a terminal at verbosity >= 1, or verbosity >= 2).
+
+Exit statuses: a usage error (an unknown option, a missing argument or option value) is argparse's,
+status 2, as for every Django command. A bad value is a ``CommandError``, status 1: values are
+taken as text and checked by the command (the parsers below, ``add_whole_number_argument``), never
+by argparse ``choices`` or ``type``, which would make them usage errors.
 """
 
 import datetime as dt
@@ -29,6 +33,7 @@ class HermesCommand(BaseCommand):
 
     formats: tuple[str, ...] = ()  # output formats; the first is the default
     option_names: dict[str, str] = {}  # a service's argument name -> the option, where they differ
+    whole_numbers: dict[str, str] = {}  # options of add_whole_number_argument: dest -> option string
 
     def add_arguments(self, parser):
         if self.formats:
@@ -41,6 +46,13 @@ class HermesCommand(BaseCommand):
         parser.add_argument(
             "--database", default=DEFAULT_DB_ALIAS, help=f'Database alias to use (default "{DEFAULT_DB_ALIAS}").'
         )
+
+    def add_whole_number_argument(self, parser, option: str, **kwargs) -> None:
+        """An integer option, given as text and turned into an ``int`` by ``execute()``: ``--batch-size
+        abc`` is then a ``CommandError`` (exit status 1), like every other bad value, where argparse's
+        ``type=int`` would make it a usage error (exit status 2). The range is the service's to check."""
+        action = parser.add_argument(option, metavar=kwargs.pop("metavar", "N"), **kwargs)
+        self.whole_numbers = {**self.whole_numbers, action.dest: option}
 
     def add_scope_arguments(self, parser) -> None:
         """``--model`` and ``--source``: exact names, as the reports match them."""
@@ -60,11 +72,8 @@ class HermesCommand(BaseCommand):
             action="store_false",
             help="Do not ask for confirmation (needed when stdin is not a terminal).",
         )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=batch_size,
-            help=f"Sessions {verb} per transaction (default {batch_size}).",
+        self.add_whole_number_argument(
+            parser, "--batch-size", default=batch_size, help=f"Sessions {verb} per transaction (default {batch_size})."
         )
 
     def execute(self, *args, **options):
@@ -75,6 +84,9 @@ class HermesCommand(BaseCommand):
             raise CommandError(f"unknown --database {options['database']!r}; configured: {configured}.")
         if self.formats and options.get("format", self.formats[0]) not in self.formats:
             raise CommandError(f"unknown --format {options['format']!r}; choose one of {', '.join(self.formats)}.")
+        for dest, option in self.whole_numbers.items():
+            if isinstance(options.get(dest), str):  # from the command line; call_command may give an int
+                options[dest] = parse_whole_number(options[dest], option)
         return super().execute(*args, **options)
 
     def call(self, service, *args, **kwargs):
@@ -165,6 +177,13 @@ def parse_rate(text: str, option: str) -> float:
     if not 0 <= value <= 1:
         raise CommandError(f"{option}: rate {text!r} is outside 0..1 (0%..100%).")
     return value
+
+
+def parse_whole_number(text: str, option: str) -> int:
+    """A whole number in decimal digits, with an optional sign."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]{1,100}\s*", text):
+        raise CommandError(f"{option}: {text!r} is not a whole number.")
+    return int(text)
 
 
 def parse_positive(value: int, option: str, *, maximum: int | None = None) -> int:

@@ -10,6 +10,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from agents_app.conf import hermes_settings
 from agents_app.models import LanguageModel
@@ -673,3 +674,14 @@ def test_a_live_writer_is_neither_blocked_nor_seen_half_way(db, state):
     src.conn.execute("COMMIT")  # and the agent's write went through untouched
     assert import_hermes_db(src.path).messages_imported == 1
     assert list(Message.objects.order_by("id").values_list("content", flat=True)) == ["committed", "not yet committed"]
+
+
+@pytest.mark.django_db
+def test_the_importer_copies_on_postgresql_and_inserts_elsewhere(vendor):
+    # psycopg 3 (requirements.txt) has COPY; the writer asks the connection which driver it has, so
+    # that a project on SQLite or MariaDB needs no psycopg installed.
+    batch = BatchInsert(Message, ["session_id", "role", "content"], connection)
+    assert (batch.copy_sql is not None) is (vendor == "postgresql")
+    if vendor == "postgresql":
+        assert batch.copy_sql.startswith("COPY ")
+    assert batch.sql.startswith("INSERT INTO ")

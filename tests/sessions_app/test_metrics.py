@@ -291,7 +291,7 @@ def test_the_token_is_never_logged(world, token, client, caplog):
 @pytest.mark.parametrize("value", ["0", "-3", "many", "2.5"])
 def test_a_bad_model_cap_is_refused_at_start(value):
     env = {key: item for key, item in os.environ.items() if not key.startswith("DJANGO_")}
-    env.update(DJANGO_DEBUG="1", HERMES_METRICS_MAX_MODELS=value)
+    env.update(DJANGO_DEBUG="1", DJANGO_ENV_FILE="", HERMES_METRICS_MAX_MODELS=value)
     result = subprocess.run(
         [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )

@@ -20,19 +20,21 @@ class Command(HermesCommand):
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
-        parser.add_argument("--seed", type=int, default=demo.DEFAULT_SEED, help="Random seed (default %(default)s).")
-        parser.add_argument(
-            "--days", type=int, default=demo.DEFAULT_DAYS, help="Days of history to generate (default %(default)s)."
+        self.add_whole_number_argument(
+            parser, "--seed", default=demo.DEFAULT_SEED, help="Random seed (default %(default)s)."
         )
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser, "--days", default=demo.DEFAULT_DAYS, help="Days of history to generate (default %(default)s)."
+        )
+        self.add_whole_number_argument(
+            parser,
             "--cutover-days-ago",
-            type=int,
             default=demo.DEFAULT_CUTOVER_DAYS_AGO,
             help="When the lazy save path went live, in days before now (default %(default)s).",
         )
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser,
             "--sessions-per-day",
-            type=int,
             default=demo.DEFAULT_SESSIONS_PER_DAY,
             help="Agents constructed per day on average (default %(default)s).",
         )

@@ -30,11 +30,10 @@ class Command(HermesCommand):
         parser.add_argument("--since", metavar="DATE", help="Recheck only the days from DATE (YYYY-MM-DD) on.")
         parser.add_argument("--until", metavar="DATE", help="Watermark: the first day left live (default: today).")
         parser.add_argument("--full", action="store_true", help="Empty the rollup first and build it again.")
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser,
             "--chunk-days",
-            type=int,
             default=DEFAULT_CHUNK_DAYS,
-            metavar="N",
             help="Days per query and transaction (default %(default)s).",
         )
 

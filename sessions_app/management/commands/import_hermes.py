@@ -49,9 +49,9 @@ class Command(HermesCommand):
             "profile_name always decides, and a disagreement with --profile is reported. Only with one PATH: two "
             "files given one profile would merge what they hold under the same ids.",
         )
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser,
             "--batch-size",
-            type=int,
             default=DEFAULT_BATCH_SIZE,
             help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
         )

@@ -56,9 +56,9 @@ class Command(HermesCommand):
             action="store_true",
             help="Append to an existing --archive file (e.g. when rerunning after a crash).",
         )
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser,
             "--tally-keep-days",
-            type=int,
             default=None,
             metavar="DAYS",
             help="Keep this many days of the abandoned-agent tally before today and delete older days "

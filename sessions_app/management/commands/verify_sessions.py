@@ -21,11 +21,10 @@ class Command(HermesCommand):
     def add_arguments(self, parser):
         super().add_arguments(parser)  # --database, checked
         parser.add_argument("--repair", action="store_true", help="Fix the drift found, batch by batch.")
-        parser.add_argument(
+        self.add_whole_number_argument(
+            parser,
             "--batch-size",
-            type=int,
             default=DEFAULT_BATCH_SIZE,
-            metavar="N",
             help=f"Sessions per batch (1-{MAX_BATCH_SIZE}, default %(default)s).",
         )
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON document.")

@@ -59,7 +59,7 @@ class FileTruth:
                  input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
                  estimated_cost_usd, actual_cost_usd, cost_status, first_seen FROM session_model_usage"""
         return {
-            (*row[:12], Decimal(repr(row[12])).quantize(Decimal("1e-10")), row[13], row[14], row[15])
+            (*row[:12], Decimal(repr(row[12])).quantize(Decimal("1e-10")), row[13], row[14], moment(row[15]))
             for row in self.rows(sql)
         }
 
@@ -71,13 +71,18 @@ class FileTruth:
         return {key: (n, empty) for key, n, empty in self.rows(sql, ())}
 
 
+def moment(seconds):
+    """Unix seconds as a DateTimeField holds them (microseconds), or None."""
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, dt.UTC)
+
+
 def ours_usage() -> set[tuple]:
     return {
         (
             u.session_id, u.model.name if u.model else "", u.billing_provider, u.billing_base_url, u.billing_mode,
             u.task, u.api_calls, u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens,
             u.reasoning_tokens, u.estimated_cost_usd, u.actual_cost_usd, u.cost_status,
-            u.first_seen.timestamp() if u.first_seen else None,
+            u.first_seen,
         )
         for u in ModelUsage.objects.select_related("model")
     }  # fmt: skip

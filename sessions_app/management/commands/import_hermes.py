@@ -22,7 +22,9 @@ from sessions_app.importers import (
     import_hermes_db,
     profile_from_path,
 )
-from sessions_app.management.base import HermesCommand, parse_positive
+from sessions_app.importers.follow import Followed
+from sessions_app.management.base import HermesCommand, parse_positive, parse_seconds
+from sessions_app.management.follow_output import FollowOutput
 
 WARNINGS_SHOWN = 20
 
@@ -56,11 +58,25 @@ class Command(HermesCommand):
             help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
+        parser.add_argument(
+            "--follow",
+            metavar="SECONDS",
+            help="Keep the database in sync: import what changed in each file every SECONDS (a file that did "
+            "not change is not opened), one line per cycle that changed something. SIGTERM or SIGINT stops it "
+            "after the current page, with exit status 0.",
+        )
 
-    def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, **options):
+    def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, follow, **options):
         parse_positive(batch_size, "--batch-size", maximum=MAX_BATCH_SIZE)
         if profile is not None and len(paths) > 1:
             raise CommandError("--profile applies to one PATH only; each file's profile otherwise comes from its path.")
+        if follow is not None:
+            interval = parse_seconds(follow, "--follow")
+            if dry_run:
+                raise CommandError("--follow imports what changes; it cannot be a --dry-run.")
+            files = [Followed(Path(path).expanduser(), profile) for path in paths]
+            FollowOutput(self, format).run(files, interval, batch_size=batch_size, using=database)
+            return
         progress = _ProgressReporter(self.stderr, verbosity)
         results: dict[str, ImportResult] = {}
         failed: list[tuple[str, str]] = []
@@ -71,7 +87,7 @@ class Command(HermesCommand):
                 progress.label = f"[{index}/{len(paths)} {name}] " if len(paths) > 1 else ""
                 try:
                     result = import_hermes_db(
-                        path, batch_size=batch_size, dry_run=dry_run, using=database, progress=progress, profile=name
+                        path, batch_size=batch_size, dry_run=dry_run, using=database, progress=progress, profile=profile
                     )
                 except HermesImportError as exc:
                     progress.close()

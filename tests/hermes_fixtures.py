@@ -285,3 +285,10 @@ class StateDB:
 
 def build_state_db(path, schema: str = "current") -> StateDB:
     return StateDB(path, schema)
+
+
+def without_digest(extra: dict) -> dict:
+    """An imported session's ``extra`` without the fingerprint of its source row (``hermes_row``, a
+    hex digest every imported session has), for comparing the rest exactly."""
+    assert isinstance(extra.get("hermes_row"), str) and len(extra["hermes_row"]) == 24
+    return {key: value for key, value in extra.items() if key != "hermes_row"}

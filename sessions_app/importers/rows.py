@@ -26,6 +26,7 @@ from sessions_app.importers.content import (
 from sessions_app.importers.writer import extra_keys
 
 _BIGINT = 2**63 - 1
+_MIN_INT, _MAX_INT = validation.MIN_JSON_INT, validation.MAX_JSON_INT
 _COST_QUANTUM = Decimal("1e-10")  # Session.*_cost_usd: decimal_places=10, max_digits=20
 _SESSION_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "reasoning_tokens")
 # Bytes a character of JSON text may take once stored, as sent: ``\ud83d\ude00`` for an astral
@@ -60,6 +61,8 @@ class RowConverter:
         self.decode = source.decode
         self.session_extras, self.message_extras = source.session_extras, source.message_extras
         self._keys = extra_keys((*source.session_extras, *source.message_extras))
+        # Keys check_json would accept (no NUL, no lone surrogate, not too long): column names.
+        self._plain_keys = all(validation.text_problem(key) is None and len(key) < 256 for key in self._keys.values())
         self.now = now
         self.latest = (now + validation.MAX_CLOCK_SKEW).timestamp()
         self.max_chars = max_chars
@@ -270,8 +273,12 @@ class RowConverter:
         return repaired
 
     def _extra(self, values: dict) -> dict:
-        """Unknown columns, kept as given: JSON text decoded, BLOBs base64-encoded, NULLs left out."""
-        extra = {}
+        """Unknown columns, kept as given: JSON text decoded, BLOBs base64-encoded, NULLs left out.
+
+        ``validation.check_json`` decides what a decoded document may hold; a dict of plain values
+        (text the converter already checked, base64, 64-bit integers: schema 30's many 0/1 columns)
+        holds nothing it could refuse, so it is not walked again."""
+        extra, plain = {}, self._plain_keys
         for name, value in values.items():
             if value is None:
                 continue
@@ -282,8 +289,15 @@ class RowConverter:
                 if value[:1] in ("{", "["):
                     with suppress(ValueError, RecursionError):  # not JSON after all: keep the text
                         value = STRICT_JSON.decode(self._repair_escaped_nul(value))
+                        plain = False
+                if plain and not value.isascii() and validation.text_problem(value):
+                    plain = False  # a lone surrogate: check_json names it
+            elif value.__class__ is not int or not _MIN_INT <= value <= _MAX_INT:
+                plain = False
             extra[self._keys.get(name, name)] = value
-        return checked(validation.check_json, extra, "extra", column="extra") if extra else extra
+        if not extra or plain:
+            return extra
+        return checked(validation.check_json, extra, "extra", column="extra")
 
     def time(self, value, column: str, *, required: bool = False):
         if value is None:

@@ -7,6 +7,8 @@ run's profile (``--profile``, or the file's path). A session id already stored u
 profile is a conflict, not the same session: the stored one stays, the row is skipped with its
 messages and named in ``ImportResult.conflicts``."""
 
+import hashlib
+
 from agents_app.models import LanguageModel
 from agents_app.registry import language_model
 from sessions_app.importers.report import MAX_NAMED, NO_MODEL, ImportResult, ModelTally
@@ -19,6 +21,7 @@ from sessions_app.importers.writer import (
     LAST_MESSAGE_KEY,
     MESSAGE_FLAGS_KEY,
     MISSING_PARENT_KEY,
+    ROW_KEY,
     SYNCED_FIELDS,
     Writer,
     in_chunks,
@@ -26,6 +29,8 @@ from sessions_app.importers.writer import (
 from sessions_app.models import Session
 from sessions_app.validation import shown
 
+# Bumped whenever the conversion of a row changes, so that rows imported before are converted again.
+CONVERSION = 1
 # Prompts kept in memory by a run (hermes stores each prompt once; most sessions share a few).
 PROMPT_CACHE_CHARS = 64 * 1024 * 1024
 
@@ -65,11 +70,34 @@ class SessionPages:
         return fields["profile"] or self.profile
 
     def write(self, page: ImportResult, rows: list, bounds: dict) -> None:
-        """Import one page of session rows (``bounds``: ``Source.message_bounds`` of their messages)."""
+        """Import one page of session rows (``bounds``: ``Source.message_bounds`` of their messages).
+
+        A session imported before whose row, usage rows and messages are all as the last run saw
+        them (``ROW_KEY``, the mark, ``MESSAGE_FLAGS_KEY``) is counted unchanged and not converted,
+        compared or even loaded: a re-import with nothing new reads each session row once."""
         self._page_models = {}
         sessions = Session.objects.using(self.using)
+        locked = sessions if self.dry_run else sessions.select_for_update()
         ids = [row[0] for row in rows]
-        existing = {s.pk: s for s in in_chunks(sessions if self.dry_run else sessions.select_for_update(), ids)}
+        stored = dict(
+            (pk, (profile, extra))
+            for pk, profile, extra in in_chunks(locked.values_list("pk", "profile", "extra"), ids)
+        )
+        usage = self.usage.read(ids)
+        todo = []
+        named_at = self.source.session_names.index("profile_name")
+        for row in rows:
+            sid = row[0]
+            digest = row_digest(row, usage.get(sid, ()), self.profile)
+            if sid not in self.source.duplicate_ids and self._unchanged(sid, digest, stored.get(sid), bounds.get(sid)):
+                page.sessions_unchanged += 1
+                named = row[named_at]
+                self._count_profile(page, sid, named, named or self.profile)
+            else:
+                todo.append((row, digest))
+        rows = [row for row, _ in todo]
+        digests = {row[0]: digest for row, digest in todo}
+        existing = {s.pk: s for s in in_chunks(locked, [row[0] for row in rows if row[0] in stored])}
         prompts = self._page_prompts(rows)
         new, changed, parents, kept = [], [], {}, []
         # Per page, not per run: a page retried after a transient conflict must see the first copy
@@ -94,6 +122,7 @@ class SessionPages:
             if sid in existing and existing[sid].profile != profile:
                 self._conflict(page, existing[sid], profile, bounds.get(sid))
                 continue
+            extra[ROW_KEY] = digests[sid]
             if sid in existing:
                 if self._refresh(page, existing[sid], fields, model, extra, bounds.get(sid), changed):
                     kept.append(sid)
@@ -124,7 +153,20 @@ class SessionPages:
         if not self.dry_run:
             self.writer.create_sessions(new)
             self.writer.refresh_sessions(changed, [*SYNCED_FIELDS, "model", "extra"])
-        self.usage.write(page, kept, {s["id"] for s in new})
+        self.usage.write(page, kept, {s["id"] for s in new}, usage)
+
+    def _unchanged(self, sid: str, digest: str, stored, bounds) -> bool:
+        """Whether the session was imported from this very row and usage, with every message of the
+        file up to the last one, flags as they are now."""
+        if stored is None or not isinstance(stored[1], dict):
+            return False
+        extra = stored[1]
+        if extra.get(ROW_KEY) != digest or LAST_MESSAGE_KEY not in extra:
+            return False
+        if bounds and bounds[1] > extra[LAST_MESSAGE_KEY]:
+            return False  # new messages
+        seen = [bounds[2], bounds[3]] if bounds else [0, 0]
+        return not self.source.has_flags or extra.get(MESSAGE_FLAGS_KEY) == seen
 
     def _page_prompts(self, rows: list) -> dict[str, str]:
         """The prompts of the page's rows that name one by hash (schema 30), from a bounded cache."""
@@ -177,7 +219,7 @@ class SessionPages:
             reason = RowError("id already used by a session not imported from hermes", "left unchanged")
             self._skip(page, session.pk, reason, bounds)
             return False
-        ours = {k: current[k] for k in BOOKKEEPING_KEYS if k in current}
+        ours = {k: current[k] for k in BOOKKEEPING_KEYS if k in current and k != ROW_KEY}
         updates = {name: fields[name] for name in SYNCED_FIELDS if getattr(session, name) != fields[name]}
         if session.model_id is None and model:  # hermes fills in a model it did not know at first
             updates["model_id"] = self._model_id(page, model)
@@ -250,3 +292,10 @@ class SessionPages:
 def parent_skipped(page: ImportResult, child: str, parent: str) -> None:
     page.parents_missing += 1
     page.warn(f"session {child}: parent {parent!r} was skipped; imported unlinked")
+
+
+def row_digest(row: tuple, usage: list, profile: str) -> str:
+    """A fingerprint of a session row as read from the file, its usage rows and the run's profile
+    (for rows without one): equal digests mean the same values to import (``ROW_KEY``)."""
+    text = repr((CONVERSION, profile, row, sorted(usage, key=repr)))
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()

@@ -27,12 +27,20 @@ class UsageSync:
         self.source, self.rows, self.writer, self.dry_run = source, rows, writer, dry_run
         self.model_id = model_id  # SessionPages._model_id: (page, name) -> id, creating the model
 
-    def write(self, page: ImportResult, session_ids: list[str], new_ids: set[str]) -> None:
-        """Sync the usage rows of ``session_ids`` (kept by this page; ``new_ids`` were just created)."""
+    def read(self, session_ids: list[str]) -> dict[str, list[tuple]]:
+        """The file's usage rows of ``session_ids``, by session (empty without the table)."""
+        rows: dict[str, list[tuple]] = {}
+        for row in self.source.usage(session_ids):
+            rows.setdefault(row[0], []).append(row)
+        return rows
+
+    def write(self, page: ImportResult, session_ids: list[str], new_ids: set[str], rows: dict) -> None:
+        """Sync the usage rows of ``session_ids`` (kept by this page; ``new_ids`` were just created)
+        with the file's (``rows``: ``read``)."""
         if not self.source.has_usage or not session_ids:
             return
         wanted: dict[tuple, tuple[str | None, dict]] = {}
-        for row in self.source.usage(session_ids):
+        for row in (row for sid in session_ids for row in rows.get(sid, ())):
             sid, name = row[0], row[1]
             try:
                 model, fields = usage_fields(self.rows, row)

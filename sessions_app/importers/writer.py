@@ -17,15 +17,18 @@ LAST_MESSAGE_KEY = "hermes_last_message_id"
 # file's messages of the session up to its mark, as last seen; a change means hermes undid,
 # rewound or compacted messages already imported (or deleted some), which the run then follows.
 MESSAGE_FLAGS_KEY = "hermes_message_flags"
+# Kept in Session.extra: a fingerprint of the source row and its usage rows as last imported
+# (``sessions.row_digest``); a row that did not change is not converted again.
+ROW_KEY = "hermes_row"
 MISSING_PARENT_KEY = "hermes_missing_parent_id"
 # The parent id of a session whose link would have closed a cycle (a -> b -> a): dropped, kept here.
 DROPPED_PARENT_KEY = "hermes_dropped_parent_id"
 # Keys of ``extra`` that the import writes itself (``content.CONTENT_PARTS_KEY`` on messages).
 RESERVED_KEYS = frozenset(
-    {LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY, "content_parts"}
+    {LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, ROW_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY, "content_parts"}
 )
 # The keys of ``Session.extra`` that are the import's own bookkeeping (kept when hermes' columns change).
-BOOKKEEPING_KEYS = (LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY)
+BOOKKEEPING_KEYS = (LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, ROW_KEY, MISSING_PARENT_KEY, DROPPED_PARENT_KEY)
 _SOURCE_PREFIX = "source."
 # Message fields the import writes, in the order of ``RowConverter.message_values`` (``model`` stays NULL).
 MESSAGE_FIELDS = (

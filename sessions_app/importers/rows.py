@@ -9,6 +9,7 @@ source schema does not enforce. A row that fails raises ``RowError``; the run co
 import base64
 import datetime as dt
 import json
+import math
 from contextlib import suppress
 from decimal import Decimal, InvalidOperation
 
@@ -292,6 +293,8 @@ class RowConverter:
                         plain = False
                 if plain and not value.isascii() and validation.text_problem(value):
                     plain = False  # a lone surrogate: check_json names it
+            elif value.__class__ is float:
+                plain = plain and math.isfinite(value)
             elif value.__class__ is not int or not _MIN_INT <= value <= _MAX_INT:
                 plain = False
             extra[self._keys.get(name, name)] = value

@@ -26,9 +26,7 @@ class MessageInline(admin.TabularInline):
     model = Message
     fk_name = "session"
     formset = CappedMessageFormSet
-    fields = [
-        "message_link", "time", "role", "live", "content_preview", "tool_name", "token_count", "finish_reason",
-    ]  # fmt: skip
+    fields = ["message_link", "time", "role_state", "content_preview", "tool_name", "token_count", "finish_reason"]
     readonly_fields = fields
     ordering = ["timestamp", "id"]
     extra = 0
@@ -58,9 +56,12 @@ class MessageInline(admin.TabularInline):
     def content_preview(self, message):
         return Truncator(message.content or "").chars(300)
 
-    @admin.display(description="state")
-    def live(self, message):
-        return message_state(message)
+    @admin.display(description="role")
+    def role_state(self, message):
+        """The role, and how hermes-agent left the message when it is not live (undone, compacted)."""
+        state = message_state(message)
+        role = message.get_role_display()
+        return role if state == "live" else format_html('{} <span class="message-state">({})</span>', role, state)
 
 
 def message_state(message) -> str:
@@ -75,11 +76,8 @@ class ModelUsageInline(admin.TabularInline):
 
     model = ModelUsage
     fk_name = "session"
-    fields = [
-        "model", "task", "billing_provider", "billing_mode", "api_calls", "input_tokens", "output_tokens",
-        "cache_read_tokens", "cache_write_tokens", "reasoning_tokens", "estimated_cost_usd", "actual_cost_usd",
-        "cost_status", "first_seen", "last_seen",
-    ]  # fmt: skip
+    fields = ["model", "task_name", "route", "api_calls", "input_tokens", "output_tokens", "cache", "reasoning_tokens",
+              "cost", "seen"]  # fmt: skip
     readonly_fields = fields
     ordering = ["first_seen", "id"]
     extra = 0
@@ -98,3 +96,33 @@ class ModelUsageInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="task")
+    def task_name(self, usage):
+        return usage.task or "main"
+
+    @admin.display(description="billing")
+    def route(self, usage):
+        return " · ".join(part for part in (usage.billing_provider, usage.billing_mode) if part) or "-"
+
+    @admin.display(description="cache read / write")
+    def cache(self, usage):
+        return f"{usage.cache_read_tokens:,} / {usage.cache_write_tokens:,}"
+
+    @admin.display(description="cost (USD), estimated / actual")
+    def cost(self, usage):
+        return f"{usd(usage.estimated_cost_usd)} / {usd(usage.actual_cost_usd)}"
+
+    @admin.display(description="seen (UTC)")
+    def seen(self, usage):
+        first, last = usage.first_seen, usage.last_seen
+        if first is None or last is None:
+            return "-" if first is last else f"{first or last:%Y-%m-%d %H:%M}"
+        if first.date() == last.date():
+            return f"{first:%Y-%m-%d %H:%M} to {last:%H:%M}"
+        return f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}"
+
+
+def usd(amount) -> str:
+    """A cost in US dollars, as precise as it was recorded, or "-" when none was."""
+    return "-" if amount is None else f"{amount.normalize():f}"

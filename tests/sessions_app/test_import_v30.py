@@ -370,7 +370,7 @@ def test_the_session_page_shows_usage_per_model_and_message_states(admin_client,
     import_hermes_db(v30.path)
     page = admin_client.get(reverse("admin:sessions_app_session_change", args=["a1"])).content.decode()
     assert "Usage per model" in page and "openai/gpt-5-mini" in page and "compression" in page
-    assert page.count(">undone<") == 1 and page.count(">compacted<") == 1
+    assert page.count("(undone)") == 1 and page.count("(compacted)") == 1
     assert "estimated cost (USD)" in page.lower() or "Estimated cost (USD)" in page
     plain = admin_client.get(reverse("admin:sessions_app_session_change", args=["b2"])).content.decode()
     assert "Usage per model" not in plain

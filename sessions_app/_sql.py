@@ -244,3 +244,36 @@ def stored_counters(session_id: str, *, using: str) -> dict[str, int] | None:
     """The session's counters, locked until the transaction ends, or None when it does not exist:
     read only after ``add_to_counters`` refused, to say which counter would overflow."""
     return Session.objects.using(using).select_for_update().filter(pk=session_id).values(*COUNTERS).first()
+
+
+@cache
+def _row_update(alias: str, vendor: str, model, names: tuple[str, ...]) -> tuple[str, list]:
+    """``UPDATE table SET f1 = %s, ... WHERE pk = %s`` for ``model``'s fields ``names``, and their adapters."""
+    connection = connections[alias]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    fields = [meta.get_field(name) for name in names]
+    sets = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(meta.db_table)} SET {sets} WHERE {quote(meta.pk.column)} = %s"  # noqa: S608
+    return sql, [column_adapter(f, connection) for f in fields]
+
+
+def update_rows(model, names: tuple[str, ...], rows: list[tuple], *, using: str) -> None:
+    """Set the fields ``names`` of ``model`` rows: each of ``rows`` is ``(pk, value, ...)`` in that order,
+    values as the model holds them, adapted here as the ORM would. One ``executemany``: what
+    ``bulk_update`` does without compiling a ``CASE`` per row and field (several milliseconds a row
+    on a page of sessions)."""
+    if not rows:
+        return
+    connection = connections[using]
+    sql, adapters = _row_update(using, connection.vendor, model, names)
+    params = [
+        [
+            value if adapt is None or value is None else adapt(value)
+            for value, adapt in zip(values, adapters, strict=True)
+        ]
+        + [pk]
+        for pk, *values in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)

@@ -112,7 +112,7 @@ class FlagSync:
                     "of the file; their undo/compaction flags are not followed"
                 )
         if adopted and not self.dry_run:
-            Message.objects.using(self.using).bulk_update(adopted, ["hermes_id"], batch_size=500)
+            self.writer.set_hermes_ids(adopted)
 
 
 def _moment(value):

@@ -158,7 +158,7 @@ class _Run:
                 "the newest this importer knows: the known columns were imported, the others kept in extra."
             )
         self.started = time.monotonic()
-        self.messages_total = 0
+        self.messages_total = self.messages_done = 0
         self.touched_days = set()  # UTC days of the sessions created or given messages
         self.writer = Writer(using)
         self.rows = RowConverter(
@@ -270,19 +270,33 @@ class _Run:
                 return
 
     def import_messages(self) -> None:
-        """The message rows from the first one a session page found new, page by page."""
+        """The message rows of the sessions the session pages found new messages in, page by page:
+        one pass over the file's messages from the lowest mark on, or, when few sessions changed
+        (``--follow`` on a live file), their messages alone, through the (session_id, id) index."""
         if self.sessions.first_message_after is None:
             return
         after = self.sessions.first_message_after
         self.messages_total = self.source.messages_after(after)
-        done = 0
-        while rows := self.source.messages(after, self.batch_size):
+        pending = self.sessions.pending
+        if 2 * sum(rows for _, rows in pending.values()) < self.messages_total:
+            self.messages_total = sum(rows for _, rows in pending.values())
+            ids = sorted(pending)
+            for start in range(0, len(ids), 900):
+                group = ids[start : start + 900]
+                self._message_pages(min(pending[sid][0] for sid in group), group)
+                if self.result.stopped:
+                    return
+            return
+        self._message_pages(after, None)
+
+    def _message_pages(self, after: int, sessions: list | None) -> None:
+        while rows := self.source.messages(after, self.batch_size, sessions):
             after = rows[-1][0]
             page = self._write_page(self.messages.write, rows)
             if page.messages_imported and not self.dry_run:
                 self._touch({row[1] for row in rows})
-            done += len(rows)
-            self._report("messages", done)
+            self.messages_done += len(rows)
+            self._report("messages", self.messages_done)
             if self.stopping():
                 return
 

@@ -51,6 +51,8 @@ class SessionPages:
         # child -> parent. The linking pass links them unless that parent row is skipped.
         self.links_ahead: dict[str, str] = {}
         self.first_message_after: int | None = None  # where the message pages start; None: nothing to do
+        # Sessions with messages to import: session -> (its mark, about how many rows follow it).
+        self.pending: dict[str, tuple[int, int]] = {}
         # Sessions imported earlier whose messages in the file are not what we last saw: session ->
         # the file's (rows, active rows). The flag pass follows them after the message pages.
         self.flag_checks: dict[str, tuple[int, int]] = {}
@@ -143,7 +145,7 @@ class SessionPages:
             tally = page.by_model.setdefault(model or NO_MODEL, ModelTally())
             tally.sessions += 1
             if sid in bounds:
-                self._start_messages_after(bounds[sid][0] - 1)
+                self._start_messages_after(sid, bounds[sid][0] - 1, bounds[sid][2])
             else:
                 tally.empty += 1
                 page.empty_sessions += 1
@@ -152,7 +154,7 @@ class SessionPages:
         page.sessions_updated += len(changed)
         if not self.dry_run:
             self.writer.create_sessions(new)
-            self.writer.refresh_sessions(changed, [*SYNCED_FIELDS, "model", "extra"])
+            self.writer.refresh_sessions(changed)
         self.usage.write(page, kept, {s["id"] for s in new}, usage)
 
     def _unchanged(self, sid: str, digest: str, stored, bounds) -> bool:
@@ -228,19 +230,20 @@ class SessionPages:
         if updates:
             for name, value in updates.items():
                 setattr(session, name, value)
-            changed.append(session)
+            changed.append((session, tuple("model" if name == "model_id" else name for name in updates)))
         else:
             page.sessions_unchanged += 1
         mark = current[LAST_MESSAGE_KEY]
         if bounds and bounds[1] > mark:
-            self._start_messages_after(max(mark, bounds[0] - 1))
+            self._start_messages_after(session.pk, max(mark, bounds[0] - 1), bounds[2])
         if self.source.has_flags:
             seen = (bounds[2], bounds[3]) if bounds else (0, 0)
             if current.get(MESSAGE_FLAGS_KEY) != list(seen):
                 self.flag_checks[session.pk] = seen
         return True
 
-    def _start_messages_after(self, message_id: int) -> None:
+    def _start_messages_after(self, sid: str, message_id: int, rows: int) -> None:
+        self.pending[sid] = (message_id, rows)
         if self.first_message_after is None or message_id < self.first_message_after:
             self.first_message_after = message_id
 

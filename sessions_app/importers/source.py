@@ -187,14 +187,21 @@ class Source:
         except sqlite3.DatabaseError as exc:
             raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
 
-    def _page(self, table: str, after, limit: int) -> list:
+    def _page(self, table: str, after, limit: int, sessions: list | None = None) -> list:
         """The next rows of ``table`` by id after ``after``: at most ``limit`` rows, and no more than
         ``PAGE_CHARS`` of their values unless the first row alone is bigger. Their sizes are read
         first (SQLite's ``length()``; no value reaches Python), only as far as the budget goes,
-        then the rows up to the last that fits."""
+        then the rows up to the last that fits. ``sessions``: only the messages of these sessions
+        (at most 900 ids), read through the (session_id, id) index."""
+        sizes_sql, rows_sql = self._sizes_sql[table], self._sessions_sql if table == "sessions" else self._messages_sql
+        ids: tuple = ()
+        if sessions is not None:
+            where = f"WHERE session_id IN ({', '.join('?' * len(sessions))}) AND id > ?"
+            sizes_sql, rows_sql = sizes_sql.replace("WHERE id > ?", where), rows_sql.replace("WHERE id > ?", where)
+            ids = tuple(sessions)
         last, total = None, 0
         try:
-            cursor = self.conn.execute(self._sizes_sql[table], (after, limit))
+            cursor = self.conn.execute(sizes_sql, (*ids, after, limit))
             for row_id, size in cursor:
                 if last is not None and total + size > PAGE_CHARS:
                     break
@@ -204,7 +211,7 @@ class Source:
             raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
         if last is None:
             return []
-        return self._query(self._sessions_sql if table == "sessions" else self._messages_sql, (after, last))
+        return self._query(rows_sql, (*ids, after, last))
 
     def count_sessions(self) -> int:
         return self._query("SELECT COUNT(*) FROM sessions")[0][0]
@@ -218,9 +225,10 @@ class Source:
         """The next session rows by id after ``after`` (``limit`` at most, see ``_page``)."""
         return self._page("sessions", after, limit)
 
-    def messages(self, after: int, limit: int) -> list:
-        """The next message rows by id after ``after`` (``limit`` at most, see ``_page``)."""
-        return self._page("messages", after, limit)
+    def messages(self, after: int, limit: int, sessions: list | None = None) -> list:
+        """The next message rows by id after ``after`` (``limit`` at most, see ``_page``), of all
+        sessions or only of ``sessions`` (at most 900 ids)."""
+        return self._page("messages", after, limit, sessions)
 
     def _chunks(self, sql: str, ids) -> list:
         ids, rows = list(ids), []

@@ -63,25 +63,24 @@ class UsageSync:
             for start in range(0, len(old), 900):
                 for usage in query.filter(session_id__in=old[start : start + 900]):
                     stored[(usage.session_id, usage.model_name or None, *(getattr(usage, n) for n in _KEY))] = usage
-        inserts, updates, changed_fields = [], [], set()
+        inserts, updates = [], []
         for key, (model, fields) in wanted.items():
             usage = stored.pop(key, None)
             if usage is None:
                 inserts.append({"session_id": key[0], "model_id": self.model_id(page, model), **fields})
                 continue
-            different = [name for name in _FIGURES if getattr(usage, name) != fields[name]]
+            different = tuple(name for name in _FIGURES if getattr(usage, name) != fields[name])
             if different:
                 for name in different:
                     setattr(usage, name, fields[name])
-                changed_fields.update(different)
-                updates.append(usage)
+                updates.append((usage, different))
         page.usage_imported += len(inserts)
         page.usage_updated += len(updates)
         page.usage_removed += len(stored)
         if self.dry_run:
             return
         self.writer.create_usage(inserts)
-        self.writer.update_usage(updates, sorted(changed_fields))
+        self.writer.update_usage(updates)
         self.writer.delete_usage([usage.pk for usage in stored.values()])
 
     @property

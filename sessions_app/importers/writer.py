@@ -88,10 +88,19 @@ class Writer:
         insert = self._sessions
         insert.run([insert.adapt(s[c] for c in self._session_columns) for s in sessions])
 
-    def refresh_sessions(self, changed: list[Session], fields) -> None:
-        """Save ``fields`` of sessions imported earlier."""
-        if changed:
-            Session.objects.using(self.using).bulk_update(changed, fields)
+    def refresh_sessions(self, changed: list[tuple[Session, tuple[str, ...]]]) -> None:
+        """Save what changed of sessions imported earlier: ``(session, names of the fields that changed)``."""
+        self._update(Session, [(session, names) for session, names in changed])
+
+    def _update(self, model, changed: list[tuple]) -> None:
+        """Save ``(object, field names)`` pairs, one statement per set of field names."""
+        groups: dict[tuple[str, ...], list] = {}
+        for obj, names in changed:
+            groups.setdefault(tuple(sorted(names)), []).append(obj)
+        for names, objects in groups.items():
+            attnames = [model._meta.get_field(name).attname for name in names]
+            rows = [(obj.pk, *(getattr(obj, attname) for attname in attnames)) for obj in objects]
+            _sql.update_rows(model, names, rows, using=self.using)
 
     def append_messages(self, rows: list, changes: list[tuple[str, dict, dict]]) -> None:
         """Insert message rows (``MESSAGE_FIELDS`` values, adapted) and apply their sessions'
@@ -107,7 +116,11 @@ class Writer:
 
     def set_message_flags(self, messages: list[Message]) -> None:
         """Save ``active`` and ``compacted`` of messages imported earlier."""
-        Message.objects.using(self.using).bulk_update(messages, ["active", "compacted"], batch_size=500)
+        self._update(Message, [(message, ("active", "compacted")) for message in messages])
+
+    def set_hermes_ids(self, messages: list[Message]) -> None:
+        """Save the ``hermes_id`` of messages imported before it was kept."""
+        self._update(Message, [(message, ("hermes_id",)) for message in messages])
 
     def delete_messages(self, pks: list[int]) -> None:
         """Delete messages (nothing refers to a message: one DELETE per chunk, triggers keep the flag)."""
@@ -116,16 +129,16 @@ class Writer:
 
     def link_parents(self, linked: list[Session]) -> None:
         """Save the parent link and the ``extra`` (its missing-parent key dropped) of ``linked``."""
-        Session.objects.using(self.using).bulk_update(linked, ["parent_session", "extra"])
+        self._update(Session, [(session, ("parent_session", "extra")) for session in linked])
 
     def create_usage(self, rows: list[dict]) -> None:
         """Insert ``ModelUsage`` rows, each a dict of ``USAGE_FIELDS``."""
         insert = self._usage
         insert.run([insert.adapt(row[name] for name in USAGE_FIELDS) for row in rows])
 
-    def update_usage(self, rows: list[ModelUsage], fields) -> None:
-        if rows:
-            ModelUsage.objects.using(self.using).bulk_update(rows, fields, batch_size=500)
+    def update_usage(self, rows: list[tuple[ModelUsage, tuple[str, ...]]]) -> None:
+        """Save what changed of usage rows: ``(row, names of the fields that changed)``."""
+        self._update(ModelUsage, rows)
 
     def delete_usage(self, pks: list[int]) -> None:
         for start in range(0, len(pks), 900):

@@ -449,3 +449,31 @@ def test_a_live_rollback_journal_writer_is_waited_for(db, tmp_path):
     # Either before the writer's transaction or after it, never half of it.
     assert result.messages_imported in (7, 7 + 300)
     assert Message.objects.filter(content__startswith="uncommitted").count() in (0, 300)
+
+
+def test_new_messages_in_a_few_sessions_are_read_alone(db, tmp_path, monkeypatch):
+    """A live file where one early session got a new turn: only that session's messages are read,
+    not every message after its mark."""
+    with StateDB(tmp_path / "state.db", "v30") as src:
+        for n in range(40):
+            src.session(f"s{n:02d}", model="m", started_at=JAN1 + n)
+            for i in range(10):
+                src.message(f"s{n:02d}", "user", f"{n}/{i}", timestamp=JAN1 + n + i / 100)
+    import_hermes_db(tmp_path / "state.db")
+    with StateDB.reopen(tmp_path / "state.db") as src:
+        src.message("s01", "assistant", "late answer", timestamp=JAN1 + 99)
+    from sessions_app.importers import source as source_module
+
+    read = []
+    real = source_module.Source.messages
+
+    def spy(self, *args, **kwargs):
+        rows = real(self, *args, **kwargs)
+        read.extend(row[1] for row in rows)
+        return rows
+
+    monkeypatch.setattr(source_module.Source, "messages", spy)
+    result = import_hermes_db(tmp_path / "state.db")
+
+    assert result.messages_imported == 1 and set(read) == {"s01"}
+    assert_matches_file(tmp_path / "state.db")

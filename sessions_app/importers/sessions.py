@@ -81,10 +81,10 @@ class SessionPages:
         sessions = Session.objects.using(self.using)
         locked = sessions if self.dry_run else sessions.select_for_update()
         ids = [row[0] for row in rows]
-        stored = dict(
-            (pk, (profile, extra))
-            for pk, profile, extra in in_chunks(locked.values_list("pk", "profile", "extra"), ids)
-        )
+        # Read without a lock: a session found unchanged is not written, so it need not be locked
+        # (on PostgreSQL a row lock is a write); the ones to refresh are locked and read again below.
+        found = in_chunks(sessions.values_list("pk", "profile", "extra"), ids)
+        stored = {pk: (profile, extra) for pk, profile, extra in found}
         usage = self.usage.read(ids)
         todo = []
         named_at = self.source.session_names.index("profile_name")

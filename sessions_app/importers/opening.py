@@ -4,9 +4,15 @@ hermes keeps its file in WAL mode. An ordinary read-only open of a WAL database 
 ``-shm`` index (it creates one if it can, and fails in a read-only directory if it cannot), and a
 closing connection may leave ``-wal``/``-shm`` behind. So the file is opened one of two ways:
 
-- No ``-wal`` beside it (no connection is open, none crashed half-way): SQLite's ``immutable=1``
-  URI parameter. SQLite then takes no lock and creates no file; it reads the database file as it
-  is, which is all of it, since without a ``-wal`` every commit is in the file.
+- A file in WAL mode (its header says so) with no ``-wal`` beside it (no connection is open, none
+  crashed half-way): SQLite's ``immutable=1`` URI parameter. SQLite then takes no lock and creates
+  no file; it reads the database file as it is, which is all of it, since without a ``-wal`` every
+  commit is in the file. A writer may start meanwhile (hermes launched during an import) and, at
+  a checkpoint, change the file under the reader: the reader checks ``changed()`` around every
+  read and, when the file moved, opens it again (then from a snapshot, if a ``-wal`` is there).
+- A file in rollback-journal mode (hermes uses it where SQLite is too old for WAL) with no journal:
+  an ordinary read-only connection, which takes SQLite's shared lock for each read (a writer's
+  commit waits for the read, a read for the commit) and creates no file in this mode.
 - A ``-wal`` beside it (hermes is running, or crashed with commits not yet checkpointed): a
   private snapshot in a temporary directory, taken with SQLite's backup API through a read-only
   connection (one read transaction: the committed state, never a writer's uncommitted pages, and
@@ -67,7 +73,14 @@ def check_file(path: Path) -> None:
         )
 
 
-def _needs_rollback(exc: sqlite3.OperationalError) -> bool:
+def _wal_mode(path: Path) -> bool:
+    """Whether the database file is in WAL mode (header bytes 18-19 are 2; 1 is a rollback journal)."""
+    with path.open("rb") as file:
+        header = file.read(20)
+    return len(header) == 20 and header[18] == 2
+
+
+def needs_rollback(exc: sqlite3.OperationalError) -> bool:
     """Whether a read-only connection was refused because a hot journal needs rolling back."""
     name = getattr(exc, "sqlite_errorname", "")
     return name == "SQLITE_READONLY_ROLLBACK" or "readonly" in str(exc).lower() or "read-only" in str(exc).lower()
@@ -83,17 +96,35 @@ class Opened:
     def __init__(self, path: Path):
         self.path = path.resolve()
         self.snapshot_dir: str | None = None
+        self.watched: tuple | None = None  # the file's (size, mtime, inode) read immutably, else None
         wal, journal = Path(f"{self.path}-wal"), Path(f"{self.path}-journal")
         try:
             if wal.exists():
                 self.conn = self._snapshot(wal)
             elif journal.exists() and journal.stat().st_size > 0:
                 self.conn = self._journal_snapshot(journal)
+            elif not _wal_mode(self.path):
+                self.conn = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, isolation_level=None, timeout=30)
             else:
+                self.watched = self._stat()
                 self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable=1), uri=True, isolation_level=None)
         except (sqlite3.Error, OSError) as exc:
             self.close()
             raise HermesImportError(f"{path} cannot be opened read-only: {exc}.") from exc
+
+    def _stat(self) -> tuple:
+        stat = os.stat(self.path)
+        return (stat.st_size, stat.st_mtime_ns, stat.st_ino, os.path.exists(f"{self.path}-wal"))
+
+    def changed(self) -> bool:
+        """Whether the file read immutably changed (or got a ``-wal``) since it was opened: what was
+        read since may mix two states, and the caller opens it again. Always False for a snapshot."""
+        if self.watched is None:
+            return False
+        try:
+            return self._stat() != self.watched
+        except OSError:
+            return True
 
     def _snapshot(self, wal: Path) -> sqlite3.Connection:
         self.snapshot_dir = tempfile.mkdtemp(prefix="hermes_import_")
@@ -132,7 +163,7 @@ class Opened:
             except sqlite3.OperationalError as exc:
                 target.close()
                 copy.unlink(missing_ok=True)
-                if not _needs_rollback(exc):
+                if not needs_rollback(exc):
                     raise
         finally:
             live.close()

@@ -8,7 +8,7 @@ bounded in rows and in the characters they carry.
 import sqlite3
 from pathlib import Path
 
-from sessions_app.importers.opening import HermesImportError, Opened, check_file
+from sessions_app.importers.opening import HermesImportError, Opened, check_file, needs_rollback
 
 # Source columns with a field of their own, in the order they are selected (NULL when absent).
 SESSION_COLUMNS = (
@@ -171,21 +171,43 @@ class Source:
 
     def _query(self, sql: str, params=()) -> list:
         """One statement, fully fetched."""
+        return self._fresh(lambda: self._fetch(sql, params))
+
+    def _fresh(self, read):
+        """``read()``, from a file that did not change during it: a file read immutably that a writer
+        changed meanwhile (``Opened.changed``), or a rollback-journal file whose writer was killed
+        (a hot journal), is opened again (from a snapshot where needed) and read again."""
+        for _ in range(5):
+            try:
+                result = read()
+            except sqlite3.DatabaseError as exc:
+                hot = isinstance(exc, sqlite3.OperationalError) and needs_rollback(exc)
+                if not hot and not self._opened.changed():
+                    raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
+            else:
+                if not self._opened.changed():
+                    return result
+            self._reopen()
+        raise HermesImportError(f"{self.path} kept changing while it was read; try again when hermes is idle.")
+
+    def _reopen(self) -> None:
+        self._opened.close()
+        self._opened = Opened(self.path)
+        self.conn = self._opened.conn
+
+    def _fetch(self, sql: str, params) -> list:
         try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "decode" not in str(exc):
+                raise
+            # Invalid UTF-8 somewhere in this page: read it again with the repairing decoder
+            # (only then: a Python text factory slows every page down).
+            self.conn.text_factory = self.decode
             try:
                 return self.conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if "decode" not in str(exc):
-                    raise
-                # Invalid UTF-8 somewhere in this page: read it again with the repairing decoder
-                # (only then: a Python text factory slows every page down).
-                self.conn.text_factory = self.decode
-                try:
-                    return self.conn.execute(sql, params).fetchall()
-                finally:
-                    self.conn.text_factory = str
-        except sqlite3.DatabaseError as exc:
-            raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
+            finally:
+                self.conn.text_factory = str
 
     def _page(self, table: str, after, limit: int, sessions: list | None = None) -> list:
         """The next rows of ``table`` by id after ``after``: at most ``limit`` rows, and no more than
@@ -199,16 +221,18 @@ class Source:
             where = f"WHERE session_id IN ({', '.join('?' * len(sessions))}) AND id > ?"
             sizes_sql, rows_sql = sizes_sql.replace("WHERE id > ?", where), rows_sql.replace("WHERE id > ?", where)
             ids = tuple(sessions)
-        last, total = None, 0
-        try:
+
+        def last_that_fits():
+            last, total = None, 0
             cursor = self.conn.execute(sizes_sql, (*ids, after, limit))
             for row_id, size in cursor:
                 if last is not None and total + size > PAGE_CHARS:
                     break
                 last, total = row_id, total + size
             cursor.close()
-        except sqlite3.DatabaseError as exc:
-            raise HermesImportError(f"{self.path} cannot be read ({exc}); is it corrupt or truncated?") from exc
+            return last
+
+        last = self._fresh(last_that_fits)
         if last is None:
             return []
         return self._query(rows_sql, (*ids, after, last))

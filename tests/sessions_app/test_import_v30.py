@@ -7,6 +7,7 @@ Every expected figure is computed by SQL on the source file (``FileTruth``), nev
 import datetime as dt
 import json
 import sqlite3
+import time
 from collections import Counter
 from decimal import Decimal
 from io import StringIO
@@ -477,3 +478,80 @@ def test_new_messages_in_a_few_sessions_are_read_alone(db, tmp_path, monkeypatch
 
     assert result.messages_imported == 1 and set(read) == {"s01"}
     assert_matches_file(tmp_path / "state.db")
+
+
+def test_a_writer_that_starts_during_an_import_is_read_around(db, tmp_path):
+    """hermes starts while the file is read immutably (no -wal when the import began): its checkpoint
+    changes the file under the reader, which opens it again rather than read a mix of two states."""
+    path = tmp_path / "state.db"
+    with build_v30(path) as src:
+        for n in range(30):
+            src.session(f"z{n:02d}", model="m", started_at=JAN1 + 5 * DAY + n)
+            src.message(f"z{n:02d}", "user", "x" * 5000, timestamp=JAN1 + 5 * DAY + n + 1)
+    assert not (tmp_path / "state.db-wal").exists()
+    writes = []
+
+    def hermes_writes_meanwhile(progress):
+        if not writes:
+            with StateDB.reopen(path) as src:  # hermes' own upkeep: prune, then VACUUM rewrites the file
+                src.message("a1", "user", "written during the import", timestamp=JAN1 + 200)
+                src.conn.execute("DELETE FROM messages WHERE session_id IN ('z00', 'z01', 'z02', 'z03')")
+                src.conn.execute("VACUUM")
+                src.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            writes.append(1)
+
+    first = import_hermes_db(path, batch_size=3, progress=hermes_writes_meanwhile)
+    assert writes and first.sessions_imported == 35
+    import_hermes_db(path)
+    assert_matches_file(path)
+    assert not Message.objects.filter(session_id="z00").exists()  # deleted by hermes: deleted here too
+
+
+def test_a_rollback_journal_file_is_read_with_shared_locks_and_nothing_beside_it(db, tmp_path):
+    path = tmp_path / "state.db"
+    with build_v30(path) as src:
+        src.conn.execute("PRAGMA journal_mode = DELETE")
+    before = _digest(path)
+    result = import_hermes_db(path)
+    assert result.sessions_imported == 5 and _digest(path) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.db"]
+    assert_matches_file(path)
+
+
+REWRITER = """
+import sqlite3, sys, time
+path, until = sys.argv[1], time.time() + float(sys.argv[2])
+while time.time() < until:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("UPDATE sessions SET title = ? WHERE id = 'a1'", (str(time.time()),))
+    conn.execute("VACUUM")  # hermes' upkeep rewrites every page of the file
+    conn.close()  # the last connection checkpoints into the file and removes the -wal
+    time.sleep(0.02)
+print("done", flush=True)
+"""
+
+
+def test_a_file_rewritten_again_and_again_during_the_import_is_never_read_torn(db, tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "state.db"
+    with build_v30(path) as src:
+        for n in range(150):
+            src.session(f"z{n:03d}", model="m", started_at=JAN1 + 5 * DAY + n)
+            for i in range(4):
+                src.message(f"z{n:03d}", "user", f"{n}/{i} " * 300, timestamp=JAN1 + 5 * DAY + n + i / 10)
+    rewriter = subprocess.Popen([sys.executable, "-c", REWRITER, str(path), "6"], stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 5
+        runs = 0
+        while time.monotonic() < deadline:
+            import_hermes_db(path, batch_size=7)  # never "malformed", never a mix of two states
+            runs += 1
+    finally:
+        assert rewriter.stdout.readline().strip() == "done"
+        rewriter.wait(timeout=30)
+    import_hermes_db(path)
+    assert runs >= 1
+    assert_matches_file(path)

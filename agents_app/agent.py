@@ -125,7 +125,7 @@ class Agent:
             if self._usage and (self.saved_count or self._resumed):
                 usage = dict(self._usage)
                 with self._dropping_refused_usage():
-                    if services.add_usage(self.session_id, usage, using=self.using):
+                    if services.add_usage(self.session_id, usage, model=self.model, using=self.using):
                         self._usage = {}
             return 0
         batch = list(self._pending)

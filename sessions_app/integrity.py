@@ -1,7 +1,8 @@
 """Check (and repair) what the database keeps about each session against its message rows.
 
-The rows are the truth. ``Session.has_messages`` is kept by triggers and the counters
-(``message_count``, ``tool_call_count``) by the save path, so in normal operation nothing here
+The rows are the truth. ``Session.has_messages`` (any message row) is kept by triggers and the
+counters (``message_count``, ``tool_call_count``: the active rows, as hermes-agent counts them) by
+the save path and the importer, so in normal operation nothing here
 finds drift; it is for databases restored from a backup, loaded with triggers off, or written by
 a tool that bypassed the save path.
 """
@@ -9,7 +10,7 @@ a tool that bypassed the save path.
 from dataclasses import dataclass, field
 
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django.db.models import Count
+from django.db.models import Count, Q
 
 from sessions_app.models import Message, Session
 from sessions_app.rollup import rebuild_days, session_days
@@ -109,12 +110,20 @@ def _check_batches(drift: SessionDrift, days: set, *, repair: bool, batch_size: 
 
 def _truth(using: str, first: str, last: str) -> dict[str, _Truth]:
     """The flag and counters the message rows give, for the sessions with ids in [first, last]:
-    one grouped count, and the tool calls of the messages that have any."""
+    one grouped count, and the tool calls of the messages that have any. The flag is "has any
+    row"; the counters count the active rows only (hermes-agent's rule: an undone turn is kept,
+    not counted)."""
     messages = Message.objects.using(using).filter(session_id__gte=first, session_id__lte=last).order_by()
-    counts = dict(messages.values("session_id").annotate(n=Count("pk")).values_list("session_id", "n"))
+    counts = {
+        sid: live
+        for sid, live in messages.values("session_id")
+        .annotate(live=Count("pk", filter=Q(active=True)))
+        .values_list("session_id", "live")
+    }
     tool_calls = dict.fromkeys(counts, 0)
     # Counted as the save path counts them (validation.tool_call_total), so in Python.
-    for session_id, calls in messages.filter(tool_calls__isnull=False).values_list("session_id", "tool_calls"):
+    active_calls = messages.filter(active=True, tool_calls__isnull=False).values_list("session_id", "tool_calls")
+    for session_id, calls in active_calls:
         tool_calls[session_id] += tool_call_total(calls)
     return {sid: _Truth(True, n, tool_calls[sid]) for sid, n in counts.items()}
 

@@ -148,6 +148,27 @@ class Message(models.Model):
     extra = models.JSONField(
         null=True, blank=True, help_text="Provider-specific fields (e.g. reasoning details) kept as given."
     )
+    # hermes-agent v30 keeps undone and summarized-away turns as rows: ``active`` is False once the
+    # user undoes or rewinds a turn (or compaction replaces it), ``compacted`` True once compaction
+    # summarized it away. The session's message_count/tool_call_count count active rows only, as
+    # hermes does; "empty" (has_messages) still means "has any message row at all".
+    active = models.BooleanField(
+        default=True,
+        db_default=True,  # writers that do not list the column (other apps, raw SQL) write live messages
+        help_text="False once the turn was undone, rewound or replaced by compaction (kept, not counted).",
+    )
+    compacted = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="True once context compaction summarized this message away (kept, still searchable).",
+    )
+    hermes_id = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Id of the row in the hermes-agent state.db this message was imported from (empty for "
+        "messages saved here); re-imports use it to follow what hermes changes in place.",
+    )
 
     class Meta:
         ordering = ["timestamp", "id"]
@@ -228,3 +249,48 @@ class SessionRollupState(models.Model):
 
     def __str__(self):
         return f"rollup up to {self.watermark} (built {self.built_at})"
+
+
+class ModelUsage(models.Model):
+    """What one model cost a session, per billing route and task (hermes-agent v30's
+    ``session_model_usage``): a session that switched model keeps each model's share.
+
+    One row per (session, model, billing provider, base URL, mode, task), hermes' own key. Rows come
+    from the importer (one per source row) and from the save path when a caller reports usage with
+    its model (``append_messages(..., usage=...)``).
+    """
+
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="model_usage", db_index=False)
+    model = models.ForeignKey(LanguageModel, on_delete=models.PROTECT, related_name="usage", null=True, blank=True)
+    # Key columns: compared byte for byte on MySQL/MariaDB too. Their lengths keep the unique index
+    # within MariaDB's 3,072-byte key limit in utf8mb4.
+    billing_provider = KeyField(max_length=100, blank=True, default="")
+    billing_base_url = KeyField(max_length=400, blank=True, default="")
+    billing_mode = KeyField(max_length=64, blank=True, default="")
+    task = KeyField(max_length=64, blank=True, default="", help_text="What the calls were for; empty: the main loop.")
+    api_calls = models.PositiveIntegerField("API calls", default=0)
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    cache_read_tokens = models.BigIntegerField(default=0)
+    cache_write_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    estimated_cost_usd = models.DecimalField("estimated cost (USD)", max_digits=20, decimal_places=10, default=0)
+    actual_cost_usd = models.DecimalField("actual cost (USD)", max_digits=20, decimal_places=10, default=0)
+    cost_status = models.CharField(max_length=64, null=True, blank=True)
+    cost_source = models.CharField(max_length=64, null=True, blank=True)
+    first_seen = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "model usage"
+        verbose_name_plural = "model usage"
+        ordering = ["session", "first_seen", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "model", "billing_provider", "billing_base_url", "billing_mode", "task"],
+                name="model_usage_key",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.session_id} {self.model or '(none)'}{f' [{self.task}]' if self.task else ''}"

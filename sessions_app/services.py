@@ -16,12 +16,23 @@ from collections.abc import Mapping, Sequence
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents_app.db import run_with_retry
 from agents_app.registry import language_model_id, run_with_model_ids
-from sessions_app import _flush_sql, validation
-from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
+from sessions_app import _sql, validation
+from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, ModelUsage, Session
+
+# The usage counters of a session (``validation.USAGE_FIELDS``) and their ``ModelUsage`` fields.
+MODEL_USAGE_FIELDS = {
+    "api_call_count": "api_calls",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cache_write_tokens": "cache_write_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+}
 
 
 def append_messages(
@@ -45,7 +56,10 @@ def append_messages(
     on a new id end with one row), the messages, and exact counter updates. The session fields
     (``model``, ``source``, ``user_id``, ``parent_session_id``, ``system_prompt``, ``started_at``,
     ``profile``) are used only when this call creates the session; every message records
-    ``model``. ``usage`` adds to the token counters (``input_tokens``, ``output_tokens``, ...).
+    ``model``. ``usage`` adds to the token counters (``input_tokens``, ``output_tokens``, ...) and
+    to the session's ``ModelUsage`` row of ``model``, so a session that switches model keeps each
+    model's share. ``message_count``/``tool_call_count`` count the active messages (a message may
+    say ``active=False``/``compacted=True``, as hermes-agent v30 keeps undone turns).
     """
     session_id = validation.check_session_id(session_id)
     model = validation.check_identifier(model, "model", max_length=255)
@@ -60,7 +74,7 @@ def append_messages(
     if started_at is not None:
         started_at = validation.check_timestamp(started_at, "started_at")
     batch = validation.check_batch(messages, usage=usage)
-    increments = {"message_count": len(batch.messages), "tool_call_count": batch.tool_calls, **batch.usage}
+    increments = {"message_count": batch.active, "tool_call_count": batch.tool_calls, **batch.usage}
 
     def write() -> tuple[Session, bool]:
         with transaction.atomic(using=using):
@@ -68,7 +82,7 @@ def append_messages(
             # Appending to an existing session (the common case) is one UPDATE that also takes
             # the row lock, so concurrent writers to one session queue here and the lock order
             # (session, then messages) is the same for everyone: no deadlock on MariaDB.
-            session = _flush_sql.add_to_counters(session_id, increments, using=using)
+            session = _sql.add_to_counters(session_id, increments, using=using)
             created = False
             if session is None:
                 if parent_session_id and not Session.objects.using(using).filter(pk=parent_session_id).exists():
@@ -91,39 +105,74 @@ def append_messages(
                 sessions = Session.objects.using(using).select_for_update().only("pk")
                 session, created = sessions.get_or_create(pk=session_id, defaults=defaults)
                 if not created:
-                    session = _flush_sql.add_to_counters(session_id, increments, using=using)
+                    session = _sql.add_to_counters(session_id, increments, using=using)
                     if session is None:  # the row exists (and is locked): the increments would overflow
                         _raise_overflow(session_id, increments, using=using)
-            _flush_sql.insert_messages(session_id, model_id, batch.messages, using=using)
+            _sql.insert_messages(session_id, model_id, batch.messages, using=using)
+            if batch.usage:
+                _credit_model_usage(session_id, model_id, batch.usage, using=using)
         return session, created
 
     return run_with_model_ids(write, using=using)
 
 
-def add_usage(session_id: str, usage: Mapping[str, int], *, using: str = DEFAULT_DB_ALIAS) -> bool:
+def add_usage(
+    session_id: str, usage: Mapping[str, int], *, model: str | None = None, using: str = DEFAULT_DB_ALIAS
+) -> bool:
     """Add token usage (``input_tokens``, ``output_tokens``, ...) to an existing session's counters
-    without a message: usage reported after the last flush. One UPDATE; returns False (and
-    writes nothing) when the session does not exist, since usage alone never creates a session.
-    An increment that would take a counter past its limit is a ValidationError, nothing written."""
+    without a message: usage reported after the last flush; with ``model``, to that model's
+    ``ModelUsage`` row of the session too. Returns False (and writes nothing) when the session does
+    not exist, since usage alone never creates a session. An increment that would take a counter
+    past its limit is a ValidationError, nothing written."""
     session_id = validation.check_session_id(session_id)
     increments = validation.check_usage(usage)
+    if model is not None:
+        model = validation.check_identifier(model, "model", max_length=255)
     if not any(increments.values()):
         return Session.objects.using(using).filter(pk=session_id).exists()
 
     def write() -> bool:
         with transaction.atomic(using=using):
-            if _flush_sql.add_to_counters(session_id, increments, using=using) is not None:
+            if _sql.add_to_counters(session_id, increments, using=using) is not None:
+                if model is not None:
+                    _credit_model_usage(session_id, language_model_id(model, using=using), increments, using=using)
                 return True
             _raise_overflow(session_id, increments, using=using)  # unless there is no such session
             return False
 
-    return run_with_retry(write, using=using)
+    return run_with_model_ids(write, using=using)
+
+
+def _credit_model_usage(session_id: str, model_id: int, usage: Mapping[str, int], *, using: str) -> None:
+    """Add ``usage`` to the session's ``ModelUsage`` row of the model (the main loop's: no billing
+    route, no task), created on first use. The caller's transaction holds the session's row lock, so
+    no other writer of ours creates the same row meanwhile. An increment that would pass a column's
+    limit (``validation.COUNTER_LIMITS``) is a ValidationError, nothing written."""
+    increments = {MODEL_USAGE_FIELDS[name]: n for name, n in usage.items() if n}
+    if not increments:
+        return
+    now = timezone.now()
+    key = {"session_id": session_id, "model_id": model_id, "billing_provider": "", "billing_base_url": ""}
+    rows = ModelUsage.objects.using(using).filter(**key, billing_mode="", task="")
+    limits = {MODEL_USAGE_FIELDS[name]: validation.COUNTER_LIMITS[name] for name in MODEL_USAGE_FIELDS}
+    within = {f"{field}__lte": limits[field] - n for field, n in increments.items()}
+    if rows.filter(**within).update(last_seen=now, **{field: F(field) + n for field, n in increments.items()}):
+        return
+    stored = rows.values(*increments).first()
+    if stored is not None:
+        errors = {
+            f"usage.{field}": f"adding {n} to this model's stored {stored[field]} would pass {limits[field]}."
+            for field, n in increments.items()
+            if stored[field] + n > limits[field]
+        }
+        raise ValidationError(errors or {"usage": "would pass a counter's limit."}, code="overflow")
+    ModelUsage.objects.using(using).create(**key, first_seen=now, last_seen=now, **increments)
 
 
 def _raise_overflow(session_id: str, increments: Mapping[str, int], *, using: str) -> None:
     """After ``add_to_counters`` changed nothing: raise the ValidationError naming the counters the
     increments would overflow, or return when the session does not exist."""
-    stored = _flush_sql.stored_counters(session_id, using=using)
+    stored = _sql.stored_counters(session_id, using=using)
     if stored is not None:
         raise validation.counter_overflow(stored, increments)
 
@@ -188,7 +237,7 @@ def compress_session(
                     using=using,
                 )
             elif usage:
-                add_usage(session_id, usage, using=using)  # reported after the parent's last flush
+                add_usage(session_id, usage, model=model, using=using)  # reported after the parent's last flush
             parent_exists = end_session(session_id, "compression", using=using)
             child, created = append_messages(
                 child_session_id,

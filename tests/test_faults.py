@@ -22,7 +22,7 @@ from agents_app import db as hermes_db
 from agents_app import registry
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app import _flush_sql
+from sessions_app import _sql
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages
 
@@ -46,7 +46,7 @@ _writer(*sys.argv[2:])
 
 
 def _writer(mode: str, session_id: str) -> None:
-    fw, append = _flush_sql, append_messages
+    fw, append = _sql, append_messages
     if mode == "hang-before-commit":
         insert = fw.insert_messages
 
@@ -188,7 +188,7 @@ def test_connection_terminated_mid_flush_keeps_the_agent_buffer(server_only, mon
     if existing:
         agent.add_message("user", "saved before the fault")
         agent.flush()
-    insert = _flush_sql.insert_messages
+    insert = _sql.insert_messages
 
     def insert_then_lose_connection(*args, **kwargs):
         insert(*args, **kwargs)
@@ -197,14 +197,14 @@ def test_connection_terminated_mid_flush_keeps_the_agent_buffer(server_only, mon
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
 
-    monkeypatch.setattr(_flush_sql, "insert_messages", insert_then_lose_connection)
+    monkeypatch.setattr(_sql, "insert_messages", insert_then_lose_connection)
     agent.add_message("user", "one", tool_calls=[{"id": "a"}])
     agent.add_message("assistant", "two")
     with pytest.raises((OperationalError, InterfaceError)) as info:
         agent.flush()
     assert any(word in str(info.value) for word in ("terminat", "closed", "gone away", "Lost connection"))
     assert agent.pending_count == 2  # nothing dropped: the buffer waits for the retry
-    monkeypatch.setattr(_flush_sql, "insert_messages", insert)
+    monkeypatch.setattr(_sql, "insert_messages", insert)
 
     # The failed connection was dropped; the next call connects again by itself.
     expected = ["saved before the fault"] if existing else []

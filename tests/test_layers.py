@@ -1,5 +1,6 @@
 """The house rules of ARCHITECTURE.md, checked on the source: imports flow down the layers only,
-no module imports itself in a circle, and no project import hides inside a function.
+no module imports itself in a circle, and no project import hides inside a function. Module
+sizes are reported (``large_modules``), not enforced.
 
 Bottom: ``agents_app`` db/conf/models/fields/registry. Middle: ``sessions_app``.
 Top: the ``Agent`` facade, the tally service, the demo, and what uses them.
@@ -119,7 +120,9 @@ def test_imports_flow_down_only(module):
     assert not problems
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
-def test_modules_stay_small(module):
-    lines = len(MODULES[module].read_text().splitlines())
-    assert lines <= MAX_LINES, f"{module} has {lines} lines; split it by job"
+def large_modules() -> list[tuple[str, int]]:
+    """Modules past ``MAX_LINES``: a hint to look for two jobs in one module, not a rule (STYLE.md:
+    one 450-line module with one job beats four that need each other). ``conftest.py`` prints them
+    at the end of a run."""
+    sizes = ((module, len(path.read_text().splitlines())) for module, path in MODULES.items())
+    return sorted(((module, lines) for module, lines in sizes if lines > MAX_LINES), key=lambda item: -item[1])

@@ -36,7 +36,7 @@ from agents_app.demo.plan import (
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
 from sessions_app.analytics import empty_condition
-from sessions_app.models import Message, Session, TrendMarker
+from sessions_app.models import Message, ModelUsage, Session, TrendMarker
 from sessions_app.rollup import rebuild_days, reset_rollup
 from sessions_app.validation import tool_call_total
 
@@ -133,6 +133,7 @@ def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
     are kept)."""
     with transaction.atomic(using=using):
         Message.objects.using(using).all().delete()  # no relations point at messages: one DELETE
+        ModelUsage.objects.using(using).all().delete()
         sessions = Session.objects.using(using)
         sessions.filter(parent_session__isnull=False).update(parent_session=None)
         sessions.all()._raw_delete(using)  # now childless and empty: skip the Collector's SELECT of every row

@@ -13,7 +13,7 @@ from sessions_app.models import Message
 @admin.register(Message)
 class MessageAdmin(BoundedSearchMixin, admin.ModelAdmin):
     list_display = ["id", "session_link", "time", "role", "content_preview", "tool_name", "token_count"]
-    list_filter = ["role"]
+    list_filter = ["role", "active", "compacted"]
     search_fields = ["=session__id"]
     search_help_text = "Exact session id."
     show_full_result_count = False

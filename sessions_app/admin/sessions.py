@@ -10,12 +10,13 @@ the planner's estimate for unfiltered lists), and no column runs a query per row
 """
 
 from django.contrib import admin, messages
+from django.db.models import Count, Q
 from django.urls import path
 from django.utils.html import format_html, format_html_join
 from django.utils.text import Truncator
 
 from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, ProfileFilter, SourceFilter
-from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
+from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline, ModelUsageInline, usd
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
 from sessions_app.admin.search import BoundedSearchMixin
@@ -68,7 +69,7 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     paginator = EstimatedCountPaginator
     list_per_page = 100
     actions = ["delete_selected_empty_sessions"]
-    inlines = [MessageInline]
+    inlines = [ModelUsageInline, MessageInline]
     # Every field is read-only (no change permission); these are the computed ones.
     readonly_fields = [
         "parent_link",
@@ -130,6 +131,14 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return False  # a record: viewing needs the view permission, deleting the delete one
 
+    def get_inline_instances(self, request, obj=None):
+        # The per-model usage table only where there is usage to show (imported from hermes v30,
+        # or reported with a model through the save path).
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None or not obj.model_usage.exists():
+            inlines = [inline for inline in inlines if not isinstance(inline, ModelUsageInline)]
+        return inlines
+
     def get_urls(self):
         view = self.admin_site.admin_view(EmptyRatesView.as_view(model_admin=self))
         return [
@@ -184,11 +193,11 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="estimated cost (USD)")
     def estimated_cost(self, session):
-        return _usd(session.estimated_cost_usd)
+        return usd(session.estimated_cost_usd)
 
     @admin.display(description="actual cost (USD)")
     def actual_cost(self, session):
-        return _usd(session.actual_cost_usd)
+        return usd(session.actual_cost_usd)
 
     @admin.display(description="parent session")
     def parent_link(self, session):
@@ -218,7 +227,10 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
     def message_rows(self, session):
         if not session.pk:
             return "-"
-        rows = session.messages.count()
+        counts = session.messages.aggregate(
+            rows=Count("pk"), live=Count("pk", filter=Q(active=True)), compacted=Count("pk", filter=Q(compacted=True))
+        )
+        rows, live = counts["rows"], counts["live"]
         if rows <= INLINE_MESSAGES:
             text = format_html(
                 '{} (<a href="{}">open in the message list</a>)', rows, message_changelist_url(session.pk)
@@ -231,9 +243,17 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
                 message_changelist_url(session.pk),
                 rows,
             )
-        if rows != session.message_count:
-            # Imported history carries hermes-agent's own counter, which can disagree with the rows
-            # (its issue #12563 doubled it on every flush). Our save path keeps it exact.
+        if live != rows:
+            # hermes-agent (schema 30) keeps undone and compacted turns as rows; the counters count live ones.
+            undone = rows - live - counts["compacted"]
+            text = format_html(
+                "{}<div class=\"help\">{} live, {} undone or rewound, {} compacted (summarized away): the "
+                "counters count the live ones, as hermes-agent does.</div>",
+                text, live, undone, counts["compacted"],
+            )  # fmt: skip
+        if live != session.message_count:
+            # Imported history may carry hermes-agent's own counter, which can disagree with the rows
+            # (its issue #12563 doubled it on every flush). Our save path and importer keep it exact.
             text = format_html(
                 '{}<div class="help counter-note">The stored message count says {}: it is the counter '
                 "hermes-agent kept when this session was imported, and it can disagree with the rows "
@@ -258,8 +278,3 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
                 f"Also kept {result.kept_with_children} empty session(s) that child sessions continue.",
                 messages.WARNING,
             )
-
-
-def _usd(amount) -> str:
-    """A cost in US dollars, as precise as it was recorded, or "-" when none was."""
-    return "-" if amount is None else f"{amount.normalize():f}"

@@ -9,14 +9,17 @@ skipped and reported.
 """
 
 from sessions_app.importers.report import NO_MODEL, ImportProgress, ImportResult, ModelTally
-from sessions_app.importers.run import DEFAULT_BATCH_SIZE, import_hermes_db, profile_from_path
-from sessions_app.importers.source import HermesImportError
-from sessions_app.importers.writer import DROPPED_PARENT_KEY, LAST_MESSAGE_KEY, MISSING_PARENT_KEY
+from sessions_app.importers.run import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, import_hermes_db, profile_from_path
+from sessions_app.importers.source import KNOWN_SCHEMA_VERSION, HermesImportError
+from sessions_app.importers.writer import DROPPED_PARENT_KEY, LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, MISSING_PARENT_KEY
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DROPPED_PARENT_KEY",
+    "KNOWN_SCHEMA_VERSION",
     "LAST_MESSAGE_KEY",
+    "MAX_BATCH_SIZE",
+    "MESSAGE_FLAGS_KEY",
     "MISSING_PARENT_KEY",
     "NO_MODEL",
     "HermesImportError",

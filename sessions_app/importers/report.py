@@ -40,6 +40,7 @@ class ImportResult:
     path: str
     dry_run: bool = False
     profile: str = DEFAULT_PROFILE
+    schema_version: int | None = None  # what the file's schema_version table declares
     sessions_in_file: int = 0
     sessions_imported: int = 0
     sessions_updated: int = 0
@@ -47,6 +48,18 @@ class ImportResult:
     sessions_skipped: int = 0
     messages_imported: int = 0
     messages_skipped: int = 0
+    # Messages imported earlier that hermes changed in place: undone/compacted (or back), or deleted.
+    messages_flags_changed: int = 0
+    messages_removed: int = 0
+    usage_imported: int = 0
+    usage_updated: int = 0
+    usage_removed: int = 0
+    usage_skipped: int = 0
+    # Sessions per profile (the row's profile_name, else the run's), and the rows whose profile_name
+    # differs from an explicit --profile (the column decides; they are named, up to MAX_NAMED).
+    sessions_by_profile: Counter = field(default_factory=Counter)
+    profile_disagreements: int = 0
+    disagreeing_sessions: list[dict] = field(default_factory=list)
     empty_sessions: int = 0
     parents_linked: int = 0
     parents_missing: int = 0
@@ -61,6 +74,7 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
     by_model: dict[str, ModelTally] = field(default_factory=dict)
     elapsed: float = 0.0
+    stopped: bool = False  # the caller's stop() asked the run to end after a page
 
     def warn(self, message: str) -> None:
         """Keep ``message``, up to ``MAX_WARNINGS`` of them (the counts stay complete)."""
@@ -77,9 +91,13 @@ class ImportResult:
     def add(self, other: "ImportResult") -> None:
         """Add the counts, skip reasons, warnings and tallies of ``other`` (a committed page) to these."""
         for name, value in vars(other).items():
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, int) and not isinstance(value, bool) and name != "schema_version":
                 setattr(self, name, getattr(self, name) + value)
+        if other.schema_version is not None:
+            self.schema_version = max(self.schema_version or 0, other.schema_version)
         self.skip_reasons.update(other.skip_reasons)
+        self.sessions_by_profile.update(other.sessions_by_profile)
+        self.disagreeing_sessions.extend(other.disagreeing_sessions[: MAX_NAMED - len(self.disagreeing_sessions)])
         for reason, names in other.skipped_rows.items():
             named = self.skipped_rows.setdefault(reason, [])
             named.extend(names[: MAX_NAMED - len(named)])
@@ -95,5 +113,6 @@ class ImportResult:
         """Plain data for JSON: the counts, skip reasons, and each model's tally with its empty rate."""
         data = asdict(self)
         data["skip_reasons"] = dict(self.skip_reasons)
+        data["sessions_by_profile"] = dict(sorted(self.sessions_by_profile.items()))
         data["by_model"] = {name: {**asdict(t), "rate": t.rate} for name, t in sorted(self.by_model.items())}
         return data

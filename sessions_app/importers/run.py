@@ -22,7 +22,19 @@ Decisions:
 - A row we cannot store exactly (invalid JSON, unknown role, a value too long for its column, a
   bad timestamp) is skipped with a warning and counted; the rest of the file still imports.
   Messages of a session that was not imported are skipped too.
-- Messages get no ``model``: hermes records a model per session only.
+- Messages get no ``model``: hermes records a model per session only (and per-model usage in
+  ``session_model_usage``, imported as ``ModelUsage``).
+- Schema 30: a session's profile is its row's ``profile_name`` where it names one (the run's
+  profile applies to rows without one, and a row that disagrees with an explicit ``--profile`` is
+  named); ``system_prompt_hash`` is resolved through ``system_prompts``; a message keeps
+  ``active``/``compacted``, and the counters count the active ones, as hermes does. What hermes
+  changes in place is followed on the next run: session columns (end, tokens, cost, title, ...),
+  usage rows, and the flags of messages imported before (the flag pass, ``flags``), without reading
+  the messages of sessions that did not change.
+- A message is imported only into a session this file holds, of the profile this file gives it;
+  any other message row is skipped, counted and named (rowid and session id).
+- A file declaring a schema version newer than ``source.KNOWN_SCHEMA_VERSION`` is imported all the
+  same (the known columns; unknown ones go to ``extra``), with one warning.
 - The daily rollup's days of the sessions a run created or gave messages are rebuilt at its end
   (after an error too: the committed pages stay), so the trend agrees with the new rows at once.
 """
@@ -39,17 +51,19 @@ from django.utils import timezone
 from agents_app.conf import hermes_settings
 from agents_app.db import run_with_retry
 from sessions_app import validation
+from sessions_app.importers.flags import FlagSync
 from sessions_app.importers.links import ParentLinks
 from sessions_app.importers.messages import MessagePages
 from sessions_app.importers.report import ImportProgress, ImportResult
 from sessions_app.importers.rows import RowConverter
 from sessions_app.importers.sessions import SessionPages
-from sessions_app.importers.source import HermesImportError, Source
+from sessions_app.importers.source import KNOWN_SCHEMA_VERSION, HermesImportError, Source
 from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer, in_chunks
 from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
 from sessions_app.rollup import rebuild_days, session_days
 
 DEFAULT_BATCH_SIZE = 2000
+MAX_BATCH_SIZE = 100_000  # rows a transaction; past it a page holds its locks too long to be useful
 
 
 def profile_from_path(path) -> str:
@@ -75,27 +89,32 @@ def import_hermes_db(
     using: str = DEFAULT_DB_ALIAS,
     progress: Callable[[ImportProgress], None] | None = None,
     profile: str | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> ImportResult:
     """Import sessions and messages from a hermes-agent ``state.db``; safe to run again and again.
 
-    Sessions get ``profile`` (default: ``profile_from_path(path)``). Each page of ``batch_size``
-    rows is one transaction: a run that stops (``HermesImportError`` for a source that turns out
-    corrupt, or for a database error: a lost connection, a full disk) keeps every page it committed
-    and nothing half-written, and the next run carries on. ``dry_run`` reads and counts, writes nothing.
+    Sessions get their row's ``profile_name`` (schema 30), else ``profile`` (default:
+    ``profile_from_path(path)``). Each page of ``batch_size`` rows is one transaction: a run that
+    stops (``HermesImportError`` for a source that turns out corrupt, or for a database error: a lost
+    connection, a full disk) keeps every page it committed and nothing half-written, and the next
+    run carries on. ``dry_run`` reads and counts, writes nothing. ``stop`` is asked after every
+    page; once it returns True the run ends there (``result.stopped``), as a later run carries on.
     """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1.")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be a whole number from 1 to {MAX_BATCH_SIZE:,}.")
+    explicit = profile is not None
     profile = check_profile(profile_from_path(path) if profile is None else profile)
     with closing(Source(path)) as source:
-        run = _Run(source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress, profile=profile)
+        run = _Run(
+            source, batch_size=batch_size, dry_run=dry_run, using=using, progress=progress, profile=profile,
+            explicit=explicit, stop=stop,
+        )  # fmt: skip
         try:
             run.count_layout_skips()
-            run.import_sessions()
-            if dry_run:
-                run.links.count_links_ahead(run.result)
-            else:
-                run.link_parents()
-            run.import_messages()
+            for step in run.steps():
+                step()
+                if run.stopping():
+                    break
         except (HermesImportError, DatabaseError, InterfaceError) as exc:
             # The batches committed before the error changed their days: refresh them if the
             # database still answers (else the next build_rollup does).
@@ -125,12 +144,21 @@ def import_hermes_db(
 class _Run:
     """One import run: the pages, their transactions and retries, and what it has counted so far."""
 
-    def __init__(self, source: Source, *, batch_size: int, dry_run: bool, using: str, progress, profile: str):
+    def __init__(
+        self, source: Source, *, batch_size: int, dry_run: bool, using: str, progress, profile: str, explicit, stop
+    ):
         self.source, self.batch_size, self.dry_run, self.using = source, batch_size, dry_run, using
-        self.progress, self.profile = progress, profile
-        self.result = ImportResult(path=str(source.path), dry_run=dry_run, profile=profile)
+        self.progress, self.profile, self.stop = progress, profile, stop
+        self.result = ImportResult(
+            path=str(source.path), dry_run=dry_run, profile=profile, schema_version=source.schema_version
+        )
+        if (source.schema_version or 0) > KNOWN_SCHEMA_VERSION:
+            self.result.warn(
+                f"{source.path} declares schema version {source.schema_version}, newer than {KNOWN_SCHEMA_VERSION}, "
+                "the newest this importer knows: the known columns were imported, the others kept in extra."
+            )
         self.started = time.monotonic()
-        self.messages_total = 0
+        self.messages_total = self.messages_done = 0
         self.touched_days = set()  # UTC days of the sessions created or given messages
         self.writer = Writer(using)
         self.rows = RowConverter(
@@ -140,11 +168,25 @@ class _Run:
             db_json=self.writer.db_json,
             db_time=self.writer.db_time,
         )
-        self.sessions = SessionPages(source, self.rows, self.writer, dry_run=dry_run, profile=profile)
+        self.sessions = SessionPages(
+            source, self.rows, self.writer, dry_run=dry_run, profile=profile, explicit=explicit
+        )
         self.links = ParentLinks(self.sessions)
         self.messages = MessagePages(
-            source, self.rows, self.writer, dry_run=dry_run, skipped_sessions=self.sessions.skipped
+            source, self.rows, self.writer, dry_run=dry_run, skipped_sessions=self.sessions.skipped, profile=profile
         )
+        self.flags = FlagSync(source, self.writer, dry_run=dry_run)
+
+    def steps(self) -> list:
+        """The passes of a run, in order."""
+        linking = self.link_parents if not self.dry_run else lambda: self.links.count_links_ahead(self.result)
+        return [self.import_sessions, linking, self.import_messages, self.sync_flags]
+
+    def stopping(self) -> bool:
+        """Whether the caller asked the run to stop (``stop``); noted in the result once it has."""
+        if self.stop is not None and self.stop():
+            self.result.stopped = True
+        return self.result.stopped
 
     def _write_page(self, func, *args) -> None:
         """Run ``func(page, *args)`` in one transaction (retried on transient conflicts), then merge its counts."""
@@ -169,6 +211,7 @@ class _Run:
             # now finds them (and their marks) and adds only the rest.
             run_with_retry(attempt, using=self.using)
         self.sessions.page_committed()
+        self.links.page_committed()
         page.values_repaired += self.rows.repaired + self.source.repaired
         self.source.repaired = 0
         self.result.add(page)
@@ -209,26 +252,61 @@ class _Run:
             if page.sessions_imported and not self.dry_run:
                 self._touch(row[0] for row in rows)
             self._report("sessions", 0)
+            if self.stopping():
+                return
 
     def link_parents(self) -> None:
         """Link sessions imported without their parent to the parent, where it exists now."""
-        pending = Session.objects.using(self.using).filter(extra__has_key=MISSING_PARENT_KEY).order_by("pk")
+        # Only this file's profiles: a parent is always of its child's profile, so the children
+        # waiting in other profiles wait for their own files.
+        profiles = sorted(self.result.sessions_by_profile) or [self.profile]
+        pending = Session.objects.using(self.using).filter(profile__in=profiles, extra__has_key=MISSING_PARENT_KEY)
+        pending = pending.order_by("pk")
         after = ""
         while page := list(pending.filter(pk__gt=after).values_list("pk", flat=True)[: self.batch_size]):
             after = page[-1]
             self._write_page(self.links.link, page)
+            if self.stopping():
+                return
 
     def import_messages(self) -> None:
-        """The message rows from the first one a session page found new, page by page."""
+        """The message rows of the sessions the session pages found new messages in, page by page:
+        one pass over the file's messages from the lowest mark on, or, when few sessions changed
+        (``--follow`` on a live file), their messages alone, through the (session_id, id) index."""
         if self.sessions.first_message_after is None:
             return
         after = self.sessions.first_message_after
         self.messages_total = self.source.messages_after(after)
-        done = 0
-        while rows := self.source.messages(after, self.batch_size):
+        pending = self.sessions.pending
+        if 2 * sum(rows for _, rows in pending.values()) < self.messages_total:
+            self.messages_total = sum(rows for _, rows in pending.values())
+            ids = sorted(pending)
+            for start in range(0, len(ids), 900):
+                group = ids[start : start + 900]
+                self._message_pages(min(pending[sid][0] for sid in group), group)
+                if self.result.stopped:
+                    return
+            return
+        self._message_pages(after, None)
+
+    def _message_pages(self, after: int, sessions: list | None) -> None:
+        while rows := self.source.messages(after, self.batch_size, sessions):
             after = rows[-1][0]
             page = self._write_page(self.messages.write, rows)
             if page.messages_imported and not self.dry_run:
                 self._touch({row[1] for row in rows})
-            done += len(rows)
-            self._report("messages", done)
+            self.messages_done += len(rows)
+            self._report("messages", self.messages_done)
+            if self.stopping():
+                return
+
+    def sync_flags(self) -> None:
+        """The flag pass (``flags``): sessions whose imported messages hermes changed in place."""
+        checks = sorted(self.sessions.flag_checks.items())
+        for start in range(0, len(checks), self.batch_size):
+            batch = dict(checks[start : start + self.batch_size])
+            page = self._write_page(self.flags.write, batch)
+            if (page.messages_flags_changed or page.messages_removed) and not self.dry_run:
+                self._touch(batch)
+            if self.stopping():
+                return

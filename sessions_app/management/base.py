@@ -168,6 +168,17 @@ def parse_date(text: str | None, option: str) -> dt.date | dt.datetime | None:
         raise CommandError(f"{option}: {exc}") from None
 
 
+def parse_seconds(text: str, option: str, *, minimum: float = 0.01, maximum: float = 86400.0) -> float:
+    """A number of seconds (``10``, ``0.5``) from ``minimum`` to ``maximum``."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not minimum <= value <= maximum:  # also refuses nan and inf
+        raise CommandError(f"{option} must be a number of seconds from {minimum:g} to {maximum:g}, got {text!r}.")
+    return value
+
+
 def parse_rate(text: str, option: str) -> float:
     """A rate as a fraction in [0, 1]: ``0.25`` or ``25%``."""
     match = _RATE.fullmatch(text)

@@ -27,10 +27,14 @@ MESSAGE_FIELDS = frozenset(
         "finish_reason",
         "reasoning",
         "extra",
+        "active",
+        "compacted",
     }
 )
 
 _SHORT_TEXT_LIMITS = {"tool_call_id": 255, "tool_name": 255, "finish_reason": 64}
+# hermes-agent v30's flags: an undone/rewound turn is inactive, a summarized-away one compacted.
+_FLAGS = {"active": True, "compacted": False}
 
 
 @dataclass
@@ -38,8 +42,9 @@ class Batch:
     """A validated batch: message field dicts ready for ``Message(**fields)`` and counter increments."""
 
     messages: list[dict]
-    tool_calls: int = 0
+    tool_calls: int = 0  # of the active messages
     usage: dict[str, int] = field(default_factory=dict)
+    active: int = 0  # how many of the messages are active (what message_count counts)
 
 
 def check_message(message, *, now: dt.datetime, max_chars: int | None = None) -> dict:
@@ -89,6 +94,11 @@ def check_message(message, *, now: dt.datetime, max_chars: int | None = None) ->
     fields["timestamp"] = now if timestamp is None else check_timestamp(timestamp, now=now)
     token_count = get("token_count")
     fields["token_count"] = None if token_count is None else check_count(token_count, "token_count")
+    for name, default in _FLAGS.items():
+        value = get(name, default)
+        if value is not True and value is not False:
+            raise ValidationError({name: f"must be True or False, got {shown(value)}."}, code="invalid")
+        fields[name] = value
     check_sent_size(fields, json_size)
     return fields
 
@@ -113,7 +123,7 @@ def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
     max_chars = hermes_settings.HERMES_MAX_CONTENT_CHARS
     errors: dict[str, list] = {}
     cleaned = []
-    tool_calls = 0
+    tool_calls = active = 0
     for index, message in enumerate(messages):
         try:
             fields = check_message(message, now=now, max_chars=max_chars)
@@ -127,9 +137,11 @@ def check_batch(messages: Sequence, *, usage: Mapping | None = None) -> Batch:
             if len(errors) >= 20:
                 break
             continue
-        if fields["tool_calls"]:
-            tool_calls += tool_call_total(fields["tool_calls"])
+        if fields["active"]:  # the counters count active messages only, as hermes-agent does
+            active += 1
+            if fields["tool_calls"]:
+                tool_calls += tool_call_total(fields["tool_calls"])
         cleaned.append(fields)
     if errors:
         raise ValidationError(errors)
-    return Batch(messages=cleaned, tool_calls=tool_calls, usage=check_usage(usage) if usage else {})
+    return Batch(messages=cleaned, tool_calls=tool_calls, usage=check_usage(usage) if usage else {}, active=active)

@@ -27,7 +27,7 @@ MAX_COUNTER_INCREMENT = 2**62
 # The largest value each session counter may hold, the same on every backend: the smallest range
 # any of them gives the column (PositiveIntegerField: 32-bit signed on PostgreSQL, unsigned on
 # MariaDB, 64-bit on SQLite; BigIntegerField: 64-bit signed everywhere). An increment that would
-# pass it is refused (``_flush_sql.add_to_counters``) rather than left to each backend's own error
+# pass it is refused (``_sql.add_to_counters``) rather than left to each backend's own error
 # (a DataError, an IntegrityError, or SQLite silently turning the column into a float).
 # In this order: the counters a flush counts itself, then the caller's usage increments.
 COUNTER_LIMITS = {

@@ -10,11 +10,11 @@ from django.utils import timezone
 from agents_app import db as hermes_db
 from agents_app import registry
 from agents_app.models import LanguageModel
-from sessions_app import _flush_sql, services
+from sessions_app import _sql, services
 from sessions_app.models import Message, Session
 from sessions_app.services import append_messages, end_session
 
-INSERT_MESSAGES = "sessions_app._flush_sql.insert_messages"
+INSERT_MESSAGES = "sessions_app._sql.insert_messages"
 
 
 def _msgs(*contents, role="user"):
@@ -327,13 +327,13 @@ def test_database_errors_of_the_flush_statements_are_djangos(db):
     append_messages("s1", _msgs("a"), model="m", source="cli")
     bad = {name: None for name in MESSAGE_COLUMNS} | {"timestamp": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)}
     with pytest.raises(IntegrityError), transaction.atomic():
-        _flush_sql.insert_messages("s1", None, [bad], using="default")  # role is NOT NULL
+        _sql.insert_messages("s1", None, [bad], using="default")  # role is NOT NULL
     assert Message.objects.filter(session_id="s1").count() == 1
 
 
 def test_flush_returns_the_session_as_django_reads_it(db):
     """The later flush builds its Session from the row its UPDATE returned, with the converters
-    Django's compiler would use (see ``_flush_sql._session_converters``): every field must equal
+    Django's compiler would use (see ``_sql._session_converters``): every field must equal
     what ``Session.objects.get()`` reads, for every kind of column (JSON, decimal, datetime, FK)."""
     append_messages("s1", _msgs("a"), model="m", source="cli", user_id="u1", system_prompt="be brief")
     Session.objects.filter(pk="s1").update(
@@ -352,3 +352,30 @@ def test_flush_returns_the_session_as_django_reads_it(db):
         assert got == want and type(got) is type(want), field.attname
     assert returned.message_count == 2 and returned.input_tokens == 7
     assert returned._state.db == "default" and not returned._state.adding
+
+
+@pytest.mark.parametrize("value", ["yes", 1, 0, None, [True]])
+def test_message_flags_must_be_booleans(db, value):
+    """active/compacted are True or False on every backend alike: 1 or "yes" is refused, nothing written."""
+    with pytest.raises(ValidationError) as info:
+        append_messages("s1", [{"role": "user", "content": "x", "active": value}], model="m", source="cli")
+    assert "messages[0].active" in info.value.message_dict
+    assert not Session.objects.exists() and not Message.objects.exists()
+
+
+def test_usage_with_its_model_is_kept_per_model_and_refused_past_a_limit(db):
+    from sessions_app.models import ModelUsage
+
+    append_messages("s1", _msgs("a"), model="m1", source="cli", usage={"input_tokens": 5, "api_call_count": 1})
+    append_messages("s1", _msgs("b"), model="m2", source="cli", usage={"input_tokens": 7})
+    services.add_usage("s1", {"output_tokens": 3}, model="m2")
+    services.add_usage("s1", {"output_tokens": 4})  # no model: the session's counters only
+    rows = {u.model.name: (u.api_calls, u.input_tokens, u.output_tokens) for u in ModelUsage.objects.all()}
+    assert rows == {"m1": (1, 5, 0), "m2": (0, 7, 3)}
+    session = Session.objects.get()
+    assert (session.input_tokens, session.output_tokens, session.api_call_count) == (12, 7, 1)
+    ModelUsage.objects.filter(model__name="m1").update(api_calls=2**31 - 2)
+    with pytest.raises(ValidationError) as info:
+        append_messages("s1", _msgs("c"), model="m1", source="cli", usage={"api_call_count": 5})
+    assert "usage.api_calls" in info.value.message_dict
+    assert Session.objects.get().message_count == 2 and Message.objects.count() == 2  # nothing written

@@ -151,3 +151,28 @@ def test_bad_batch_size(db, size):
     with pytest.raises(CommandError, match="--batch-size") as exc:
         call_command("verify_sessions", "--batch-size", size)
     assert exc.value.returncode == 1
+
+
+def test_counters_count_active_messages_and_the_flag_any_row(db):
+    """hermes' rule: an undone or compacted message is kept (the session is not empty) but not counted."""
+    append_messages(
+        "s1",
+        [
+            {"role": "user", "content": "kept", "tool_calls": [{"id": 1}, {"id": 2}]},
+            {"role": "user", "content": "undone", "active": False, "tool_calls": [{"id": 3}]},
+            {"role": "assistant", "content": "summarized away", "active": False, "compacted": True},
+        ],
+        model="m",
+        source="cli",
+    )
+    append_messages("s2", [{"role": "user", "content": "only undone", "active": False}], model="m", source="cli")
+    assert state() == {"s1": [True, 1, 2], "s2": [True, 0, 0]}
+    assert verify_sessions().total == 0
+    # A writer that counted every row (as an earlier import did) is drift, and --repair fixes it.
+    Session.objects.filter(pk="s1").update(message_count=3, tool_call_count=3)
+    drift = verify_sessions(repair=True)
+    assert drift.counts["message_count_off"] == 1 and drift.counts["tool_call_count_off"] == 1
+    assert state() == {"s1": [True, 1, 2], "s2": [True, 0, 0]}
+    Message.objects.filter(session_id="s2").update(active=True)  # reactivated by another writer
+    assert verify_sessions(repair=True).examples["message_count_off"] == ["s2"]
+    assert state()["s2"] == [True, 1, 0]

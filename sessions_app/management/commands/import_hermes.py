@@ -14,6 +14,7 @@ from django.core.management.base import CommandError
 from sessions_app.importers import (
     DEFAULT_BATCH_SIZE,
     DROPPED_PARENT_KEY,
+    MAX_BATCH_SIZE,
     MISSING_PARENT_KEY,
     HermesImportError,
     ImportProgress,
@@ -21,7 +22,9 @@ from sessions_app.importers import (
     import_hermes_db,
     profile_from_path,
 )
-from sessions_app.management.base import HermesCommand, parse_positive
+from sessions_app.importers.follow import Followed
+from sessions_app.management.base import HermesCommand, parse_positive, parse_seconds
+from sessions_app.management.follow_output import FollowOutput
 
 WARNINGS_SHOWN = 20
 
@@ -31,8 +34,10 @@ class Command(HermesCommand):
     help = (
         "Import sessions and messages from hermes-agent state.db files (opened read-only, never written). "
         "Idempotent and incremental: a second run adds nothing; after a file grows, only what is new is "
-        "imported. Each file's sessions get its profile: ~/.hermes/profiles/NAME/state.db is NAME, any "
-        "other path 'default'."
+        "imported, and what hermes changed in place (ended sessions, tokens, undone or compacted messages, "
+        "per-model usage) is updated. A session's profile is its row's profile_name (hermes schema 30); rows "
+        "without one get the file's profile: --profile, or from the path (~/.hermes/profiles/NAME/state.db is "
+        "NAME, any other path 'default')."
     )
 
     def add_arguments(self, parser):
@@ -42,7 +47,8 @@ class Command(HermesCommand):
         )
         parser.add_argument(
             "--profile",
-            help="The profile of the sessions imported (default: from the path). Only with one PATH: two "
+            help="The profile of the sessions whose row names none (default: from the path); a row's "
+            "profile_name always decides, and a disagreement with --profile is reported. Only with one PATH: two "
             "files given one profile would merge what they hold under the same ids.",
         )
         self.add_whole_number_argument(
@@ -52,11 +58,25 @@ class Command(HermesCommand):
             help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
+        parser.add_argument(
+            "--follow",
+            metavar="SECONDS",
+            help="Keep the database in sync: import what changed in each file every SECONDS (a file that did "
+            "not change is not opened), one line per cycle that changed something. SIGTERM or SIGINT stops it "
+            "after the current page, with exit status 0.",
+        )
 
-    def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, **options):
-        parse_positive(batch_size, "--batch-size")
+    def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, follow, **options):
+        parse_positive(batch_size, "--batch-size", maximum=MAX_BATCH_SIZE)
         if profile is not None and len(paths) > 1:
             raise CommandError("--profile applies to one PATH only; each file's profile otherwise comes from its path.")
+        if follow is not None:
+            interval = parse_seconds(follow, "--follow")
+            if dry_run:
+                raise CommandError("--follow imports what changes; it cannot be a --dry-run.")
+            files = [Followed(Path(path).expanduser(), profile) for path in paths]
+            FollowOutput(self, format).run(files, interval, batch_size=batch_size, using=database)
+            return
         progress = _ProgressReporter(self.stderr, verbosity)
         results: dict[str, ImportResult] = {}
         failed: list[tuple[str, str]] = []
@@ -67,7 +87,7 @@ class Command(HermesCommand):
                 progress.label = f"[{index}/{len(paths)} {name}] " if len(paths) > 1 else ""
                 try:
                     result = import_hermes_db(
-                        path, batch_size=batch_size, dry_run=dry_run, using=database, progress=progress, profile=name
+                        path, batch_size=batch_size, dry_run=dry_run, using=database, progress=progress, profile=profile
                     )
                 except HermesImportError as exc:
                     progress.close()
@@ -119,12 +139,32 @@ class Command(HermesCommand):
 
     def _summary(self, r: ImportResult) -> str:
         verb = "would import" if r.dry_run else "imported"
+        version = f", schema version {r.schema_version}" if r.schema_version is not None else ""
         lines = [
-            f"Profile {r.profile}: {r.path}{' (dry run: nothing written)' if r.dry_run else ''}",
+            f"Profile {r.profile}: {r.path}{version}{' (dry run: nothing written)' if r.dry_run else ''}",
             f"Sessions: {r.sessions_imported:,} {verb}, {r.sessions_updated:,} updated, "
             f"{r.sessions_unchanged:,} unchanged, {r.sessions_skipped:,} skipped ({r.sessions_in_file:,} in the file)",
             f"Messages: {r.messages_imported:,} {verb}, {r.messages_skipped:,} skipped",
         ]
+        if r.messages_flags_changed or r.messages_removed:
+            lines.append(
+                f"Messages changed in place by hermes: {r.messages_flags_changed:,} undone/compacted (or back), "
+                f"{r.messages_removed:,} deleted"
+            )
+        if r.usage_imported or r.usage_updated or r.usage_removed or r.usage_skipped:
+            lines.append(
+                f"Model usage rows: {r.usage_imported:,} {verb}, {r.usage_updated:,} updated, "
+                f"{r.usage_removed:,} removed, {r.usage_skipped:,} skipped"
+            )
+        if len(r.sessions_by_profile) > 1 or (r.sessions_by_profile and r.profile not in r.sessions_by_profile):
+            shown = ", ".join(f"{name} {count:,}" for name, count in sorted(r.sessions_by_profile.items()))
+            lines.append(f"Sessions by profile (the row's profile_name, else {r.profile!r}): {shown}")
+        if r.profile_disagreements:
+            named = ", ".join(f"{d['session']} ({d['profile_name']})" for d in r.disagreeing_sessions)
+            lines.append(
+                f"  --profile {r.profile!r} disagrees with profile_name on {r.profile_disagreements:,} sessions; "
+                f"the column decides: {named}{', ...' if len(r.disagreeing_sessions) < r.profile_disagreements else ''}"
+            )
         for reason, count in sorted(r.skip_reasons.items()):
             named = r.skipped_rows.get(reason, [])
             more = ", ..." if len(named) < count else ""

@@ -22,17 +22,12 @@ class CappedMessageFormSet(BaseInlineFormSet):
         return self._capped_queryset
 
 
-class MessageInline(admin.TabularInline):
-    model = Message
-    fk_name = "session"
-    formset = CappedMessageFormSet
-    fields = ["message_link", "time", "role_state", "content_preview", "tool_name", "token_count", "finish_reason"]
-    readonly_fields = fields
-    ordering = ["timestamp", "id"]
+class ReadOnlyInline(admin.TabularInline):
+    """An inline of records: shown, never added, changed or deleted from the session's page."""
+
     extra = 0
     max_num = 0
     can_delete = False
-    verbose_name_plural = f"messages (the first {INLINE_MESSAGES}, in order)"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -42,6 +37,16 @@ class MessageInline(admin.TabularInline):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class MessageInline(ReadOnlyInline):
+    model = Message
+    fk_name = "session"
+    formset = CappedMessageFormSet
+    fields = ["message_link", "time", "role_state", "content_preview", "tool_name", "token_count", "finish_reason"]
+    readonly_fields = fields
+    ordering = ["timestamp", "id"]
+    verbose_name_plural = f"messages (the first {INLINE_MESSAGES}, in order)"
 
     @admin.display(description="message")
     def message_link(self, message):
@@ -71,7 +76,7 @@ def message_state(message) -> str:
     return "live" if message.active else "undone"
 
 
-class ModelUsageInline(admin.TabularInline):
+class ModelUsageInline(ReadOnlyInline):
     """What each model (per billing route and task) cost the session: hermes v30's per-model usage."""
 
     model = ModelUsage
@@ -80,22 +85,10 @@ class ModelUsageInline(admin.TabularInline):
               "cost", "seen"]  # fmt: skip
     readonly_fields = fields
     ordering = ["first_seen", "id"]
-    extra = 0
-    max_num = 0
-    can_delete = False
     verbose_name_plural = "usage per model"
 
     def get_queryset(self, request):
         return super().get_queryset(request).select_related("model")
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="task")
     def task_name(self, usage):

@@ -11,7 +11,9 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 
-from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow
+from django.core.exceptions import ValidationError
+
+from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow, utc_bound
 
 SORTS = ("rate", "sessions", "key")
 ELLIPSIS = "…"
@@ -236,19 +238,30 @@ def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> st
 
 
 def parse_date_bound(text: str) -> dt.date | dt.datetime:
-    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime."""
+    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware
+    datetime; ``ValueError`` for anything else, and for a moment the reports cannot hold (before
+    1000-01-01 or past the last datetime in UTC: ``analytics.utc_bound``)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
     text = text.strip()
     try:
         if len(text) == 10:
-            return dt.date.fromisoformat(text)
+            return _in_range(dt.date.fromisoformat(text))
         value = dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
             f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
         ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    return _in_range(value)
+
+
+def _in_range(value: dt.date | dt.datetime) -> dt.date | dt.datetime:
+    try:
+        utc_bound(value)
+    except ValidationError as exc:
+        raise ValueError(" ".join(exc.messages)) from None
+    return value
 
 
 def _describe_filters(filters: dict) -> str:

@@ -14,6 +14,7 @@ from django.db.models import Count, OuterRef, Q, Subquery
 
 from agents_app.db import exact_text
 from agents_app.models import LanguageModel
+from sessions_app.querysets import EARLIEST_MOMENT
 
 # Groupings of sessions by a column or a period: every report has them.
 KEY_GROUPINGS = ("model", "source", "profile", "day", "week", "month")
@@ -60,7 +61,7 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
     """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None.
 
     ``ValidationError`` (keyed by ``name``) for a naive datetime, another type, or a moment that
-    falls outside the datetimes Python has once converted to UTC."""
+    falls outside the datetimes Python has once converted to UTC or before ``EARLIEST_MOMENT``."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -70,12 +71,19 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
                 code="invalid",
             )
         try:
-            return value.astimezone(dt.UTC)
+            moment = value.astimezone(dt.UTC)
         except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime there is
             raise ValidationError({name: f"{value.isoformat()} is out of range in UTC."}, code="invalid") from None
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    else:
+        raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+    if moment < EARLIEST_MOMENT:  # the week before 0001-01-01 does not exist
+        raise ValidationError(
+            {name: f"{value.isoformat()} is before {EARLIEST_MOMENT:%Y-%m-%d} (UTC), where the reports start."},
+            code="invalid",
+        )
+    return moment
 
 
 def exact_name(value, name: str) -> str | None:

@@ -19,7 +19,6 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from agents_app import db as hermes_db
-from agents_app import registry
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import _flush_sql
@@ -252,7 +251,6 @@ def sqlite_alias(name: str, *, alias: str = "faults"):
         connections[alias].close()
         del connections[alias]
         del connections.settings[alias]
-        registry.forget_language_models()  # ids cached for this alias belong to a deleted file
 
 
 def _create_tables(alias: str):

@@ -333,9 +333,10 @@ def test_full_sqlite_disk_gives_a_clear_error_and_no_half_write(sqlite_file, ses
 def test_validation_still_comes_first_on_a_broken_database(sqlite_file):
     with sqlite_alias(f"file:{sqlite_file}?mode=ro"):
         agent = Agent("m", "cli", using="faults")
-        agent.add_message("robot", "bad role")
         with pytest.raises(ValidationError):
-            agent.flush()
+            agent.add_message("robot", "bad role")
+        with pytest.raises(ValidationError):
+            append_messages("s", [{"role": "robot"}], model="m", source="cli", using="faults")
 
 
 def test_database_errors_are_not_mistaken_for_transient_conflicts():

@@ -22,6 +22,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
 _PART = re.compile(r"(\d+)([smhdw])")
 _RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class HermesCommand(BaseCommand):
@@ -29,6 +30,8 @@ class HermesCommand(BaseCommand):
 
     formats: tuple[str, ...] = ()  # output formats; the first is the default
     option_names: dict[str, str] = {}  # a service's argument name -> the option, where they differ
+    # Options holding file paths: these may hold bytes that are not UTF-8 (a file name is bytes).
+    path_options: tuple[str, ...] = ()
 
     def add_arguments(self, parser):
         if self.formats:
@@ -68,6 +71,10 @@ class HermesCommand(BaseCommand):
         )
 
     def execute(self, *args, **options):
+        for name, value in options.items():
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and (problem := _argument_problem(text, path=name in self.path_options)):
+                    raise CommandError(f"{_option(name)}: {problem}")
         # Checked here rather than by argparse choices, so that a bad value is a CommandError with
         # exit status 1 (and a one-line message) under call_command too.
         if options.get("database", DEFAULT_DB_ALIAS) not in connections:
@@ -120,6 +127,21 @@ class HermesCommand(BaseCommand):
             answer = ""
         if answer.strip().lower() not in {"y", "yes"}:
             raise CommandError(cancelled)
+
+
+def _argument_problem(text: str, *, path: bool) -> str | None:
+    """Why a command-line value cannot be used, or None. Bytes that are not UTF-8 reach Python as
+    lone surrogates (``$'\\xff'``): no database, and no UTF-8 terminal, can take them, except as a
+    file name; a NUL (possible from ``call_command``) no database or file name takes."""
+    if "\x00" in text:
+        return "contains a NUL character, which no database or file name takes."
+    if not path and not text.isascii() and _SURROGATE.search(text):
+        return f"{text[:60]!a} is not valid UTF-8 text (bytes the terminal could not decode)."
+    return None
+
+
+def _option(name: str) -> str:
+    return "PATH" if name == "paths" else "--" + name.replace("_", "-")
 
 
 def parse_duration(text: str, option: str) -> dt.timedelta:

@@ -24,10 +24,14 @@ from sessions_app.importers import (
 from sessions_app.management.base import HermesCommand, parse_positive
 
 WARNINGS_SHOWN = 20
+# Rows per page at most: pages are bounded in bytes too, so more rows would not make a page
+# bigger, and SQLite cannot take a LIMIT past 2**63 (an OverflowError, not an answer).
+MAX_BATCH_SIZE = 100_000
 
 
 class Command(HermesCommand):
     formats = ("text", "json")
+    path_options = ("paths",)
     help = (
         "Import sessions and messages from hermes-agent state.db files (opened read-only, never written). "
         "Idempotent and incremental: a second run adds nothing; after a file grows, only what is new is "
@@ -49,12 +53,13 @@ class Command(HermesCommand):
             "--batch-size",
             type=int,
             default=DEFAULT_BATCH_SIZE,
-            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
+            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}, at most {MAX_BATCH_SIZE:,}); memory use grows "
+            "with it, not with the file.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
 
     def handle(self, *args, paths, profile, batch_size, dry_run, database, format, verbosity, **options):
-        parse_positive(batch_size, "--batch-size")
+        parse_positive(batch_size, "--batch-size", maximum=MAX_BATCH_SIZE)
         if profile is not None and len(paths) > 1:
             raise CommandError("--profile applies to one PATH only; each file's profile otherwise comes from its path.")
         progress = _ProgressReporter(self.stderr, verbosity)

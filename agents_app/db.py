@@ -114,7 +114,9 @@ def binary_collation(connection) -> str:
 def exact_text(field_name: str, connection):
     """An expression comparing or grouping ``field_name`` exactly on every backend: the column as
     it is on SQLite and PostgreSQL, under the binary collation on MySQL/MariaDB, whose default
-    collations are case- and trailing-space-insensitive."""
+    collations are case- and trailing-space-insensitive. For a text column that is not a
+    ``KeyField``: every key column of ours (ids, model names, sources, end reasons, profiles) is
+    one, binary-collated by design, and needs neither this nor ``filter_exact``."""
     if connection.vendor == "mysql":
         return Collate(F(field_name), binary_collation(connection))
     return F(field_name)

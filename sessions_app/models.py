@@ -39,9 +39,8 @@ class Session(models.Model):
         help_text="Language model at the first message.",
     )
     model_config = models.JSONField(null=True, blank=True, help_text="Model parameters as the agent reported them.")
-    source = models.CharField(
-        max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ..."
-    )
+    # A key of every report and filter: compared byte for byte on MySQL/MariaDB too ("CLI" is not "cli").
+    source = KeyField(max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ...")
     user_id = models.CharField(max_length=255, null=True, blank=True)
     profile = KeyField(
         max_length=PROFILE_MAX_LENGTH,
@@ -60,7 +59,7 @@ class Session(models.Model):
     )
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
-    end_reason = models.CharField(max_length=64, null=True, blank=True)
+    end_reason = KeyField(max_length=64, null=True, blank=True)  # exact, as source
 
     message_count = models.PositiveIntegerField(default=0)
     tool_call_count = models.PositiveIntegerField(default=0)

@@ -13,7 +13,6 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents_app.conf import hermes_settings
-from agents_app.db import filter_exact
 
 # The moments every backend and every report can hold, in UTC: MariaDB's DATETIME range (years 1000
 # to 9999), far enough from Python's year 1 that the week or period before any of them exists.
@@ -138,8 +137,8 @@ class SessionQuerySet(models.QuerySet):
         return self.filter(model__name=name)
 
     def from_source(self, source: str):
-        """Sessions from exactly ``source`` ("CLI" is not "cli", on MariaDB too)."""
-        return filter_exact(self, "source", source)
+        """Sessions from exactly ``source`` ("CLI" is not "cli", on MariaDB too: a ``KeyField``)."""
+        return self.filter(source=source)
 
     def of_profile(self, name: str):
         """Sessions of the hermes profile named exactly ``name`` ("Work" and "work " are not "work").

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.utils import timezone
 
-from agents_app.db import exact_text, run_with_retry
+from agents_app.db import run_with_retry
 from sessions_app.analytics.daily import utc_day
 from sessions_app.analytics.rates import group_expression, session_and_empty_counts
 from sessions_app.models import Session, SessionDay, SessionRollupState
@@ -181,7 +181,7 @@ def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tu
     the flag). Sources are grouped exactly ("CLI" apart from "cli" on MariaDB too)."""
     connection = connections[using]
     sessions = Session.objects.using(using).order_by().started_between(_midnight(start), _midnight(end))
-    groups = sessions.annotate(day=group_expression("day", connection), source_key=exact_text("source", connection))
+    groups = sessions.annotate(day=group_expression("day", connection), source_key=F("source"))
     groups = groups.values("day", "model_id", "source_key", "profile")
     days = defaultdict(dict)
     for day, model_id, source, profile, total, empty in session_and_empty_counts(

@@ -9,10 +9,8 @@ every profile together (the default: one place for all of them).
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.db import connections
 from django.db.models import Count, OuterRef, Q, Subquery
 
-from agents_app.db import exact_text
 from agents_app.models import LanguageModel
 from sessions_app.querysets import EARLIEST_MOMENT
 
@@ -49,11 +47,9 @@ def report_filters(*, since=None, until=None, model=None, source=None, profile=N
 
 
 def exact_values(queryset, field_name: str) -> list[str]:
-    """Every distinct value of a text column, sorted, byte for byte on every backend ("CLI" and
-    "cli" are two on MariaDB too, whose plain DISTINCT merges them); NULL is left out."""
-    queryset = queryset.order_by()
-    values = exact_text(field_name, connections[queryset.db])
-    choices = queryset.annotate(value=values).values_list("value", flat=True).distinct()
+    """Every distinct value of a key column (a ``KeyField``: source, profile, end reason), sorted,
+    byte for byte on every backend ("CLI" and "cli" are two); NULL is left out."""
+    choices = queryset.order_by().values_list(field_name, flat=True).distinct()
     return sorted(choice for choice in choices if choice is not None)
 
 

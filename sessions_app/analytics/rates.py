@@ -11,7 +11,6 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, DateTimeField, F, Func
 from django.db.models.functions import Trunc
 
-from agents_app.db import exact_text
 from sessions_app.analytics.causes import cause_totals
 from sessions_app.analytics.filters import check_grouping, model_name, report_filters, session_counts
 from sessions_app.analytics.intervals import wilson_interval
@@ -192,11 +191,8 @@ def session_and_empty_counts(groups, *columns: str):
 def group_expression(by: str, connection, field: str = "started_at"):
     """The SQL expression a report groups sessions by, for ``by`` other than ``model``; turn
     the values it gives into report keys with ``group_key``."""
-    if by == "source":
-        # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
-        return exact_text("source", connection)
-    if by == "profile":
-        return F("profile")  # a KeyField: binary-collated on MySQL/MariaDB already
+    if by in ("source", "profile"):
+        return F(by)  # KeyFields: binary-collated on MySQL/MariaDB ("CLI" apart from "cli")
     if connection.vendor == "sqlite":
         return SQLitePeriodKey(field, by)
     # PostgreSQL's and MySQL/MariaDB's date_trunc()/DATE_FORMAT() are native and fast.

@@ -17,7 +17,14 @@ from sessions_app.admin.filters import CAUSE_LABELS
 from sessions_app.admin.links import session_changelist_url
 from sessions_app.admin.page_data import BUCKETS, PageData
 from sessions_app.admin.trend import OTHER_MODELS, trend_chart
-from sessions_app.analytics import CAUSES, MIN_SAMPLE, is_small_sample, model_ids_by_name, wilson_interval
+from sessions_app.analytics import (
+    CAUSES,
+    MIN_SAMPLE,
+    is_small_sample,
+    model_ids_by_name,
+    model_of_key,
+    wilson_interval,
+)
 
 
 def interval(successes: int, trials: int) -> str:
@@ -145,7 +152,7 @@ def _abandoned(request, model_admin, data: PageData) -> dict:
             "reasons": ", ".join(
                 f"{reason} {count}" for reason, count in sorted(row.reasons.items(), key=lambda i: (-i[1], i[0]))
             ),
-            "url": f"{tally_url}?{urlencode({**params, 'model__name': row.key})}",
+            "url": f"{tally_url}?{urlencode({**params, 'model__name': model_of_key(row.key)})}",
         }
         for row in reporting.sort_rows([r for r in joined.rows if r.abandoned], "rate")
     ]

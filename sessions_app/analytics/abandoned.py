@@ -35,7 +35,7 @@ from django.db.models import F, Sum
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
 from sessions_app.analytics.intervals import wilson_interval
-from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period
+from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period, model_key
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,9 @@ def _first_day_from(bound: dt.datetime) -> dt.date | None:
 
 
 def _key(by: str, value) -> str:
-    if by in ("model", "source"):
+    if by == "model":
+        return model_key(value)  # as the session reports key it: the rows line up
+    if by == "source":
         return value
     # A tally day (some backends hand dates back as text in grouped queries), folded as the reports fold days.
     return fold_period(value if isinstance(value, str) else value.isoformat(), by)

@@ -16,7 +16,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from sessions_app.analytics.filters import exact_name, model_name, report_filters, session_counts
-from sessions_app.analytics.rates import NO_MODEL_KEY, group_expression
+from sessions_app.analytics.rates import group_expression, model_key
 from sessions_app.models import Session, SessionDay, SessionRollupState
 from sessions_app.querysets import EARLIEST_MOMENT
 
@@ -122,7 +122,7 @@ def _add_rollup(counts, filters: dict, first: dt.date | None, end: dt.date, usin
         rows = rows.filter(model__name=filters["model"])
     rows = rows.values("day", "model__name").annotate(n=Sum("sessions"), e=Sum("empty"))
     for day, name, sessions, empty in rows.values_list("day", "model__name", "n", "e"):
-        pair = counts[day, name or NO_MODEL_KEY]
+        pair = counts[day, model_key(name)]
         pair[0] += sessions
         pair[1] += empty
 
@@ -135,7 +135,7 @@ def _add_live(counts, filters: dict, since, until, using: str) -> None:
     groups = sessions.annotate(day=group_expression("day", connections[using])).values("day", "model")
     rows = groups.annotate(**session_counts()).annotate(name=model_name())
     for day, name, total, empty in rows.values_list("day", "name", "sessions", "empty"):
-        pair = counts[utc_day(day), name or NO_MODEL_KEY]
+        pair = counts[utc_day(day), model_key(name)]
         pair[0] += total
         pair[1] += empty
 

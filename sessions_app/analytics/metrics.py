@@ -20,7 +20,7 @@ from django.db.models.functions import Coalesce
 
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics.filters import model_name, session_counts
-from sessions_app.analytics.rates import NO_MODEL_KEY
+from sessions_app.analytics.rates import NO_MODEL_KEY, model_key
 from sessions_app.models import Session
 
 OTHER_MODELS_KEY = "other"
@@ -105,7 +105,7 @@ def _model_labels(agents_per_model: dict[str, int], max_models: int) -> dict[str
 
 
 def _model_key(name: str | None) -> str:
-    return name or NO_MODEL_KEY  # no model, or a model recorded as ''
+    return model_key(name)  # no model or '': NO_MODEL_KEY; a model named "other": '"other"'
 
 
 def _session_rows(using: str):

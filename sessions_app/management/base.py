@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.analytics import model_key
 from sessions_app.reporting import parse_date_bound
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -101,10 +101,10 @@ class HermesCommand(BaseCommand):
 
     def write_per_model(self, stream, rows, total: int) -> None:
         """``rows`` of ``(model name or None, sessions)`` as an aligned two-column table, then the total."""
-        width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
+        width = max(len("total"), *(len(model_key(name)) for name, _ in rows))
         stream.write(f"  {'model':<{width}}  {'sessions':>10}")
         for name, count in rows:
-            stream.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
+            stream.write(f"  {model_key(name):<{width}}  {count:>10,}")
         stream.write(self.style.SUCCESS(f"  {'total':<{width}}  {total:>10,}"))
 
     def wants_progress(self, verbosity: int) -> bool:

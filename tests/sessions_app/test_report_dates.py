@@ -147,3 +147,16 @@ def test_a_watermark_no_build_leaves_is_read_as_no_rollup(admin_client, sessions
     assert response.status_code == 200
     if wanted == "json":
         assert json.loads(response.content)["total"]["sessions"] == 2  # read live: both sessions
+
+
+FULL_WIDTH_YEAR = "\uff19\uff19\uff19\uff19-12-31"
+HOSTILE_VALUES = ["", " ", "x" * 10_000, FULL_WIDTH_YEAR, "2026-02-30", "-1", "9" * 40, "2026-01-01T25:00", "<b>"]
+
+
+@pytest.mark.parametrize("name", ["since", "until", "source", "profile", "bucket", "sort", "format", "table", "model"])
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_no_query_value_of_the_page_is_a_server_error(admin_client, sessions, name, value):
+    for wanted in ("html", "json", "csv"):
+        query = {name: value} if name == "format" else {name: value, "format": wanted}
+        response = admin_client.get(PAGE, query)
+        assert response.status_code in (200, 400), (wanted, response.status_code)

@@ -238,25 +238,19 @@ def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> st
 
 
 def parse_date_bound(text: str) -> dt.date | dt.datetime:
-    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware
-    datetime; ``ValueError`` for anything else, and for a moment the reports cannot hold (before
-    1000-01-01 or past the last datetime in UTC: ``analytics.utc_bound``)."""
+    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime;
+    ``ValueError`` otherwise, also for a moment the reports cannot hold (``analytics.utc_bound``)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
     text = text.strip()
     try:
-        if len(text) == 10:
-            return _in_range(dt.date.fromisoformat(text))
-        value = dt.datetime.fromisoformat(text)
+        value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
             f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
         ) from None
-    value = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
-    return _in_range(value)
-
-
-def _in_range(value: dt.date | dt.datetime) -> dt.date | dt.datetime:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
     try:
         utc_bound(value)
     except ValidationError as exc:

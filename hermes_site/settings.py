@@ -91,6 +91,10 @@ if not SECRET_KEY:
         )
     # Debug only: a per-process key is fine, sessions just do not survive restarts.
     SECRET_KEY = "django-insecure-" + os.urandom(32).hex()
+try:
+    SECRET_KEY.encode()  # signing encodes it on every request: bytes that are not UTF-8 would fail each one
+except UnicodeEncodeError:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be text (it holds bytes that are not UTF-8).") from None
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 

@@ -74,6 +74,16 @@ def _hostile_queries(model, model_admin) -> list[dict]:
             ):
                 queries += [{f"{name}__gte": value}, {f"{name}__lt": value}]
             queries += [{f"{name}__year": "99999"}, {f"{name}__year__gt": HUGE}, {f"{name}__date": "9999-12-31"}]
+            far = "9999-12-31T23:59:59-05:00"
+            queries += [
+                {f"{name}__range": f"{far},{far}"},
+                {f"{name}__in": f"{far},0001-01-01T00:00+01:00"},
+                {f"{name}__range": "a"},
+                {f"{name}__isnull": "maybe"},
+                {f"{name}__date__gte": "0001-01-01"},
+                {f"{name}__week_day": HUGE},
+                {f"{name}__iso_year": "99999"},
+            ]
         if isinstance(field, (models.IntegerField, models.AutoField)) or field.is_relation:
             queries += [{f"{name}__exact": HUGE}, {f"{name}__gt": "-" + HUGE}, {f"{name}__in": f"1,abc,{HUGE}"}]
         if isinstance(field, models.JSONField):

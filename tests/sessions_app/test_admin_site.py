@@ -276,3 +276,22 @@ def test_the_changelist_internals_the_hardening_overrides_still_exist():
     for name in ("get_filters_params", "get_filters", "get_queryset", "get_results"):
         assert callable(getattr(ChangeList, name))
     assert "exclude_parameters" in inspect.signature(ChangeList.get_queryset).parameters
+
+
+FORM_VALUES = ["\x00", "a\x00b", "x" * 100_000, HUGE, "-" + HUGE, "0001-01-01", "9999-12-31", "", "nan", "%ff%fe"]
+
+
+@pytest.mark.parametrize("model", [model for model, _ in REGISTERED], ids=_ids(REGISTERED))
+@pytest.mark.parametrize("value", FORM_VALUES, ids=range(len(FORM_VALUES)))
+def test_hostile_add_forms_never_500(admin_client, world, model, value):
+    fields = [field.name for field in model._meta.concrete_fields if not field.primary_key]
+    fields += ["password1", "password2", "usable_password", "at_0", "at_1", "date_joined_0", "date_joined_1"]
+    rows = model._default_manager.count()
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_add")
+    if value == "%ff%fe":  # bytes that are not UTF-8, as a raw form body carries them
+        body = "&".join(f"{name}=%ff%fe" for name in fields)
+        response = admin_client.post(url, body, content_type="application/x-www-form-urlencoded")
+    else:
+        response = admin_client.post(url, dict.fromkeys(fields, value))
+    assert response.status_code < 500
+    assert model._default_manager.count() in (rows, rows + 1)

@@ -9,7 +9,7 @@ from django.utils.html import format_html
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.admin.colours import model_colour_class
 from sessions_app.admin.links import session_changelist_url
-from sessions_app.admin.search import BoundedSearchMixin
+from sessions_app.admin_site import HardenedAdminMixin
 from sessions_app.analytics import is_small_sample, session_counts_by_model, wilson_interval, with_session_counts
 from sessions_app.reporting import format_interval
 
@@ -19,7 +19,7 @@ MAX_CASE_MODELS = 2000
 
 
 @admin.register(LanguageModel)
-class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
+class LanguageModelAdmin(HardenedAdminMixin, admin.ModelAdmin):
     # Column names differ from the model's "sessions" relation: the changelist would sort by that.
     list_display = [
         "model_name",
@@ -86,7 +86,7 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
 
 
 @admin.register(AbandonedAgentTally)
-class AbandonedAgentTallyAdmin(BoundedSearchMixin, admin.ModelAdmin):
+class AbandonedAgentTallyAdmin(HardenedAdminMixin, admin.ModelAdmin):
     """The abandoned-agent tally, a record: agents write it, ``prune_empty_sessions`` trims it."""
 
     list_display = ["day", "model", "source", "end_reason", "count"]

@@ -40,8 +40,12 @@ class Agent:
     context manager it ends the agent on exit: reason ``completed``, or ``error`` when the block
     raised (after saving what was buffered).
 
-    Retry semantics: if a flush fails (database down, validation error), the buffered messages
-    stay in the agent and the next ``flush`` retries them; a failed flush writes nothing, so a
+    Each message is validated when it is added (``add_message`` raises ``ValidationError`` and
+    buffers nothing), so what is buffered is what the save path accepts.
+
+    Retry semantics: if a flush fails (database down, a parent session that does not exist, a
+    counter that would overflow), the buffered messages stay in the agent and the next ``flush``
+    retries them; a failed flush writes nothing, so a
     successful retry writes each message exactly once. A lost connection raises Django's
     ``OperationalError``/``InterfaceError`` at once (it is not retried automatically) and the broken
     connection is dropped, so the next ``flush`` connects again. One case is ambiguous: a
@@ -88,9 +92,16 @@ class Agent:
 
     def add_message(self, role: str, content: str | None = None, **fields) -> None:
         """Buffer a message (no query). ``fields``: tool_calls, tool_call_id, tool_name,
-        timestamp (default: now), token_count, finish_reason, reasoning, extra. Validated at flush."""
-        fields.setdefault("timestamp", timezone.now())
-        self._pending.append({"role": role, "content": content, **fields})
+        timestamp (default: now), token_count, finish_reason, reasoning, extra.
+
+        Validated at once, as the save path validates it: a message it would refuse (an unknown
+        role, a timestamp that is not a time, NUL characters, ...) raises ``ValidationError``
+        keyed by field and is not buffered. So one bad message can never block the flushes of
+        the messages before and after it; the caller sees the error where the message was made."""
+        now = timezone.now()
+        fields.setdefault("timestamp", now)
+        message = validation.check_message({"role": role, "content": content, **fields}, now=now)
+        self._pending.append(message)
 
     def add_usage(self, **counters: int) -> None:
         """Buffer token usage (input_tokens, output_tokens, ...), saved with the next flush.
@@ -109,8 +120,9 @@ class Agent:
         self._usage = validation.check_usage(total)
 
     def switch_model(self, model: str) -> None:
-        """Use another model from now on; the session keeps the model of its first message."""
-        self.model = model
+        """Use another model from now on; the session keeps the model of its first message. A name
+        the save path would refuse raises ``ValidationError`` here and the agent keeps its model."""
+        self.model = validation.check_identifier(model, "model", max_length=255)
 
     def flush(self) -> int:
         """Save the buffered messages; returns how many were written (0, with no query, if none

@@ -71,9 +71,11 @@ def _flag(value) -> bool:
     return value
 
 
-def _text(value) -> str:
-    if not isinstance(value, str):
-        raise ValueError("a string")
+def _token(value) -> str:
+    """Visible ASCII (or empty): what an HTTP ``Authorization`` header can carry, byte for byte.
+    Other text could never match what a client sends (Django reads headers as Latin-1)."""
+    if not isinstance(value, str) or not all("!" <= char <= "~" for char in value.strip()):
+        raise ValueError("a string of visible ASCII characters (letters, digits, punctuation; no spaces)")
     return value.strip()
 
 
@@ -116,7 +118,7 @@ SETTINGS: dict[str, Setting] = {
         "How long an open empty session may still speak: 'open' within it, 'never_ended' after.",
     ),
     "HERMES_METRICS_TOKEN": Setting(
-        "", _text, "Bearer token for GET /metrics; empty: only a staff login with view_session may scrape."
+        "", _token, "Bearer token for GET /metrics; empty: only a staff login with view_session may scrape."
     ),
     "HERMES_METRICS_MAX_MODELS": Setting(
         50, _whole(1, 100_000), "Model labels on /metrics (by sessions stored); the rest are summed as 'other'."

@@ -19,20 +19,62 @@ from django.db.models.functions import Collate
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-RETRY_ATTEMPTS = 5
-_MYSQL_TRANSIENT = {1205, 1213}  # lock wait timeout, deadlock
-_PG_TRANSIENT = {"40001", "40P01"}  # serialization failure, deadlock detected
+# A transaction that lost a race runs again, up to this many times in all, and no new run starts
+# this many seconds after the first began. Ten runs ride out a bulk writer that keeps the AUTO-INC
+# lock of the message table (MariaDB, error 1467: five left about 1% of flushes failing, ten none
+# in the test); the time limit keeps a lock wait that itself takes long (SQLite's 20 s busy timeout,
+# InnoDB's 50 s lock wait) from being repeated for minutes.
+RETRY_ATTEMPTS = 10
+RETRY_WITHIN = 30.0
+
+# Every error a backend raises to say "this transaction lost a race; run it again", in one place.
+# Each is raised before anything of the transaction commits (or when connecting, before anything is
+# sent), so running the whole transaction again writes it exactly once. Not here, on purpose: a lost
+# connection (the COMMIT itself may have happened), a statement timeout (it would time out again),
+# a full disk, a read-only database, a constraint violation.
+TRANSIENT_ERRORS = {
+    # PostgreSQL SQLSTATEs.
+    "postgresql": {
+        "40001": "serialization_failure (also a hot standby's conflict with recovery)",
+        "40P01": "deadlock_detected",
+        "55P03": "lock_not_available (lock_timeout, NOWAIT)",
+        "53300": "too_many_connections (when connecting)",
+        "57P03": "cannot_connect_now (the server is starting up)",
+    },
+    # MySQL/MariaDB error numbers.
+    "mysql": {
+        1205: "ER_LOCK_WAIT_TIMEOUT",
+        1213: "ER_LOCK_DEADLOCK",
+        # A deadlock or lock wait on the table's AUTO-INC lock, e.g. beside another client's
+        # INSERT ... SELECT into the message table (innodb_autoinc_lock_mode=1, MariaDB's default).
+        1467: "ER_AUTOINC_READ_FAILED",
+        1020: "ER_CHECKREAD (a row changed since this transaction read it: snapshot isolation)",
+        1614: "ER_XA_RBDEADLOCK",
+        1637: "ER_TOO_MANY_CONCURRENT_TRXS",
+        1689: "ER_LOCK_ABORTED",
+        3572: "ER_LOCK_NOWAIT",
+        1040: "ER_CON_COUNT_ERROR (too many connections, when connecting)",
+    },
+    # SQLite primary result codes (extended codes share their low byte: SQLITE_BUSY_SNAPSHOT ...).
+    "sqlite": {
+        5: "SQLITE_BUSY (database is locked: another connection writes)",
+        6: "SQLITE_LOCKED (database table is locked)",
+    },
+}
 
 
 def is_transient(exc: OperationalError) -> bool:
-    """Whether the database asks us to retry the transaction."""
+    """Whether the database asks us to run the transaction again (``TRANSIENT_ERRORS``)."""
     cause = exc.__cause__
     sqlstate = getattr(cause, "sqlstate", None) or getattr(getattr(cause, "diag", None), "sqlstate", None)
-    if sqlstate in _PG_TRANSIENT:
-        return True
-    if exc.args and exc.args[0] in _MYSQL_TRANSIENT:
-        return True
-    message = str(exc).lower()
+    if sqlstate is not None:
+        return sqlstate in TRANSIENT_ERRORS["postgresql"]
+    if exc.args and isinstance(exc.args[0], int):  # MySQLdb: (number, message)
+        return exc.args[0] in TRANSIENT_ERRORS["mysql"]
+    code = getattr(cause, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in TRANSIENT_ERRORS["sqlite"]
+    message = str(exc).lower()  # no code to read (an error raised by hand, an older driver)
     return "database is locked" in message or "deadlock" in message
 
 
@@ -48,15 +90,17 @@ def run_with_retry(func: Callable[[], T], *, using: str = DEFAULT_DB_ALIAS) -> T
     connection = connections[using]
     if connection.in_atomic_block:
         return func()  # the caller's transaction is broken too; only the caller can retry it
+    started = time.monotonic()
     for attempt in range(1, RETRY_ATTEMPTS + 1):
         try:
             return func()
         except (OperationalError, InterfaceError) as exc:
             transient = isinstance(exc, OperationalError) and is_transient(exc)
-            if attempt == RETRY_ATTEMPTS or not transient:
+            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
+            late = time.monotonic() + delay - started > RETRY_WITHIN
+            if attempt == RETRY_ATTEMPTS or late or not transient:
                 connection.close_if_unusable_or_obsolete()
                 raise
-            delay = min(1.0, 0.02 * 2**attempt) * (0.5 + random.random())
             logger.warning("transient database conflict (%s); retry %d in %.2fs", exc, attempt, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
@@ -70,7 +114,9 @@ def binary_collation(connection) -> str:
 def exact_text(field_name: str, connection):
     """An expression comparing or grouping ``field_name`` exactly on every backend: the column as
     it is on SQLite and PostgreSQL, under the binary collation on MySQL/MariaDB, whose default
-    collations are case- and trailing-space-insensitive."""
+    collations are case- and trailing-space-insensitive. For a text column that is not a
+    ``KeyField``: every key column of ours (ids, model names, sources, end reasons, profiles) is
+    one, binary-collated by design, and needs neither this nor ``filter_exact``."""
     if connection.vendor == "mysql":
         return Collate(F(field_name), binary_collation(connection))
     return F(field_name)

@@ -1,6 +1,6 @@
 from django.db import models
 
-from agents_app.fields import KeyField
+from agents_app.fields import KeyField, validate_identifier
 
 
 def provider_for(name: str) -> str:
@@ -15,6 +15,7 @@ class LanguageModel(models.Model):
     name = KeyField(
         max_length=255,
         unique=True,
+        validators=[validate_identifier],  # the save path's rule: what one accepts, the other does
         help_text="Model name exactly as the agent reports it, e.g. anthropic/claude-opus-4.6.",
     )
     provider = models.CharField(

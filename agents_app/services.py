@@ -23,7 +23,7 @@ def record_abandoned_agent(
 
     def write() -> None:
         with transaction.atomic(using=using):
-            model_id = language_model_id(model, using=using)  # cached after the first commit
+            model_id = language_model_id(model, using=using)
             _increment(using, day, model_id, source, reason)
 
     run_with_model_ids(write, using=using)

@@ -4,7 +4,7 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hermes_flagbench python bench/bench_flag_triggers.py
 
 For B = 1, 10, 100 messages per flush it times S new sessions x F flushes through append_messages
-on the same database twice per repeat: with the triggers of migration 0004, and with them dropped
+on the same database twice per repeat: with the triggers of migrations 0004 and 0009, and with them dropped
 (they are installed again afterwards). The two take turns at going first, repeat by repeat, since
 the tables grow during a run. Prints the median time per kind of flush and the ratio with/without.
 Goals (issue 13): at most 1.3x on SQLite and PostgreSQL, 1.6x on MariaDB.
@@ -29,10 +29,13 @@ def set_triggers(on: bool) -> None:
     from django.db import connection
 
     migration = importlib.import_module("sessions_app.migrations.0004_session_has_messages")
+    replace = importlib.import_module("sessions_app.migrations.0010_exact_keys_replace_trigger_marker_range")
     with connection.schema_editor() as editor:
         migration.drop_triggers(None, editor)  # IF EXISTS: from either state
+        replace.drop_replace_triggers(None, editor)  # SQLite's REPLACE triggers (0009), the same way
         if on:
             migration.install_triggers(None, editor)
+            replace.install_replace_triggers(None, editor)
 
 
 def flushes(session_ids, batch, count) -> tuple[float, float]:

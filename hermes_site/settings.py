@@ -12,6 +12,7 @@ Environment:
     DJANGO_DEBUG          "1"/"true"/"yes"/"on" to enable debug mode (default: off)
     DJANGO_ALLOWED_HOSTS  comma-separated host names (default: localhost names in debug only)
     DJANGO_CONN_MAX_AGE   seconds a database connection is kept open (default 0: per request)
+    DJANGO_LOG_LEVEL      root log level: DEBUG, INFO, WARNING (default), ERROR or CRITICAL
     DJANGO_SECURE_HSTS_SECONDS  HSTS max-age when DJANGO_DEBUG is off (default one year)
     HERMES_MAX_CONTENT_CHARS   largest message content accepted by the save path (default 4 Mi)
     HERMES_TRACK_ABANDONED_AGENTS          count agents that end without a message (default on)
@@ -71,6 +72,20 @@ def env_int(name: str, default: int, *, minimum: int = 0, maximum: int | None = 
     return number
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def env_log_level(name: str, default: str) -> str:
+    """A log level from the environment: ``default`` when unset, else one of ``LOG_LEVELS`` in any
+    case. Set but blank is an error too: logging cannot start without a level."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    if value.strip().upper() not in LOG_LEVELS:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(LOG_LEVELS)} (any case), got {value!r}.")
+    return value.strip().upper()
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None:
@@ -90,11 +105,16 @@ if not SECRET_KEY:
         )
     # Debug only: a per-process key is fine, sessions just do not survive restarts.
     SECRET_KEY = "django-insecure-" + os.urandom(32).hex()
+try:
+    SECRET_KEY.encode()  # signing encodes it on every request: bytes that are not UTF-8 would fail each one
+except UnicodeEncodeError:
+    raise ImproperlyConfigured("DJANGO_SECRET_KEY must be text (it holds bytes that are not UTF-8).") from None
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin, with every changelist of admin.site hardened (sessions_app.admin_site).
+    "sessions_app.admin_site.HermesAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -229,7 +249,7 @@ DEFAULT_EXCEPTION_REPORTER_FILTER = "hermes_site.middleware.SecretsHidingReporte
 # each warning under runserver printed twice. So "django" gets no handler of its own here (INFO
 # in debug, as Django shows it); configuring it resets its children, so runserver's request log
 # ("django.server") is declared again as Django declares it.
-LOG_LEVEL = os.environ.get("DJANGO_LOG_LEVEL", "WARNING")
+LOG_LEVEL = env_log_level("DJANGO_LOG_LEVEL", "WARNING")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.core import checks
 
 
 class SessionsAppConfig(AppConfig):
@@ -7,3 +8,8 @@ class SessionsAppConfig(AppConfig):
     name = "sessions_app"
     label = "sessions_app"
     verbose_name = "Agent sessions"
+
+    def ready(self):
+        from sessions_app.admin_site import check_admin_site
+
+        checks.register(check_admin_site, checks.Tags.admin)

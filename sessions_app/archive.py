@@ -37,13 +37,70 @@ def archive_record(row: dict) -> str:
 
 
 def write_archive(archive, rows: list[dict]) -> None:
-    """Write ``rows`` to ``archive`` and make them durable: flush, then fsync a regular file
-    (a pipe or a terminal, e.g. ``--archive -``, has nothing to sync)."""
-    archive.write("".join(archive_record(row) for row in rows))
-    archive.flush()
+    """Write ``rows`` to ``archive`` and make them durable before returning.
+
+    The lines go as bytes straight to the file's descriptor (nothing is left in a buffer that a
+    later close could try, and fail, to write again); a regular file is then ``fsync``ed, and when
+    a write or the sync fails (a full disk: ``ENOSPC``; a file-size limit: ``EFBIG``) it is cut
+    back to where it ended before, so it never keeps a torn line. The ``OSError`` goes on, to roll
+    the batch's deletion back. An in-memory file is written and flushed."""
+    text = "".join(archive_record(row) for row in rows)
     try:
         descriptor = archive.fileno()
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: an in-memory file
+        archive.write(text)
+        archive.flush()
         return
-    if stat.S_ISREG(os.fstat(descriptor).st_mode):
+    archive.flush()  # nothing of ours waits there; anything else goes first
+    regular = stat.S_ISREG(os.fstat(descriptor).st_mode)  # not a pipe or a terminal (--archive -)
+    end = os.lseek(descriptor, 0, os.SEEK_END) if regular else None
+    try:
+        data = memoryview(text.encode(getattr(archive, "encoding", None) or "utf-8"))
+        while data:
+            data = data[os.write(descriptor, data) :]
+        if regular:
+            os.fsync(descriptor)
+    except OSError:
+        if regular:
+            os.ftruncate(descriptor, end)
+            os.lseek(descriptor, end, os.SEEK_SET)
+        raise
+
+
+def repair_archive_tail(archive) -> int:
+    """Before appending to an archive: cut a torn last line (bytes after the last newline, left by
+    a write that a crash or a full disk interrupted; the batch it belonged to was never deleted,
+    since a deletion commits only after its lines are synced). Returns the bytes cut. A file whose
+    last whole line is not an archived session raises ``ValueError``: it is not an archive."""
+    descriptor = archive.fileno()
+    size = os.lseek(descriptor, 0, os.SEEK_END)
+    if size == 0:
+        return 0
+    last_newline = _last_newline(descriptor, size)
+    if last_newline is not None:
+        start = _last_newline(descriptor, last_newline)
+        start = -1 if start is None else start
+        line = os.pread(descriptor, last_newline - start - 1, start + 1)
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "id" not in record:
+            raise ValueError("its last line is not an archived session (JSON Lines, one session a line)")
+    keep = 0 if last_newline is None else last_newline + 1
+    if keep < size:
+        os.ftruncate(descriptor, keep)
         os.fsync(descriptor)
+        os.lseek(descriptor, keep, os.SEEK_SET)
+    return size - keep
+
+
+def _last_newline(descriptor: int, end: int, chunk: int = 65536) -> int | None:
+    """The offset of the last newline before ``end``, read backwards a chunk at a time; None if none."""
+    while end > 0:
+        start = max(0, end - chunk)
+        block = os.pread(descriptor, end - start, start)
+        if (found := block.rfind(b"\n")) != -1:
+            return start + found
+        end = start
+    return None

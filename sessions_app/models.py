@@ -1,9 +1,10 @@
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
 from agents_app.fields import KeyField
 from agents_app.models import LanguageModel
-from sessions_app.querysets import SessionQuerySet
+from sessions_app.querysets import EARLIEST_MOMENT, SessionQuerySet, TrendMarkerQuerySet
 
 SESSION_ID_MAX_LENGTH = 128
 DEFAULT_PROFILE = "default"
@@ -38,9 +39,8 @@ class Session(models.Model):
         help_text="Language model at the first message.",
     )
     model_config = models.JSONField(null=True, blank=True, help_text="Model parameters as the agent reported them.")
-    source = models.CharField(
-        max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ..."
-    )
+    # A key of every report and filter: compared byte for byte on MySQL/MariaDB too ("CLI" is not "cli").
+    source = KeyField(max_length=64, help_text="Where the agent ran: cli, telegram, discord, cron, api_server, ...")
     user_id = models.CharField(max_length=255, null=True, blank=True)
     profile = KeyField(
         max_length=PROFILE_MAX_LENGTH,
@@ -59,7 +59,7 @@ class Session(models.Model):
     )
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
-    end_reason = models.CharField(max_length=64, null=True, blank=True)
+    end_reason = KeyField(max_length=64, null=True, blank=True)  # exact, as source
 
     message_count = models.PositiveIntegerField(default=0)
     tool_call_count = models.PositiveIntegerField(default=0)
@@ -185,9 +185,20 @@ class TrendMarker(models.Model):
     """Something that happened at a moment (a deployment, a model switch, an outage), drawn as a
     labelled vertical line on the analytics page's trend and used as its "before" boundary."""
 
-    at = models.DateTimeField(default=timezone.now, help_text="When it happened (UTC).")
+    at = models.DateTimeField(
+        default=timezone.now,
+        # The latest moment needs no validator: no later one exists in Python (nor in the form).
+        validators=[
+            MinValueValidator(
+                EARLIEST_MOMENT, message="Give a moment from 1000-01-01 on (UTC): the reports start there."
+            )
+        ],
+        help_text="When it happened (UTC).",
+    )
     label = models.CharField(max_length=80, help_text='A short name, drawn on the chart, e.g. "lazy sessions on".')
     note = models.TextField(blank=True, help_text="Optional detail: a link, a ticket, what changed.")
+
+    objects = TrendMarkerQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

@@ -1,4 +1,5 @@
-"""Named, chainable filters over sessions: ``Session.objects.empty().of_model("m").started_between(a, b)``.
+"""Named, chainable filters over sessions (``Session.objects.empty().of_model("m").started_between(a,
+b)``) and trend markers (``TrendMarker.objects.drawable()``).
 
 Every reader (analytics, admin, prune, metrics) builds its scope from these, so a filter has one
 meaning everywhere: model, source and profile match exactly (byte for byte, MariaDB included),
@@ -12,7 +13,12 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from agents_app.conf import hermes_settings
-from agents_app.db import filter_exact
+
+# The moments every backend and every report can hold, in UTC: MariaDB's DATETIME range (years 1000
+# to 9999), far enough from Python's year 1 that the week or period before any of them exists.
+# Report bounds, trend markers and the rollup's days are refused outside it.
+EARLIEST_MOMENT = dt.datetime(1000, 1, 1, tzinfo=dt.UTC)
+LATEST_MOMENT = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 # Why an empty session is empty, in precedence order: a session is given the first cause whose
 # condition it meets (only lost_transcript overlaps the others; the last three split the rest).
@@ -131,8 +137,8 @@ class SessionQuerySet(models.QuerySet):
         return self.filter(model__name=name)
 
     def from_source(self, source: str):
-        """Sessions from exactly ``source`` ("CLI" is not "cli", on MariaDB too)."""
-        return filter_exact(self, "source", source)
+        """Sessions from exactly ``source`` ("CLI" is not "cli", on MariaDB too: a ``KeyField``)."""
+        return self.filter(source=source)
 
     def of_profile(self, name: str):
         """Sessions of the hermes profile named exactly ``name`` ("Work" and "work " are not "work").
@@ -165,3 +171,11 @@ class SessionQuerySet(models.QuerySet):
         if cutoff is not None:
             condition &= Q(started_at__lt=cutoff)
         return condition if include_open else condition & Q(ended_at__isnull=False)
+
+
+class TrendMarkerQuerySet(models.QuerySet):
+    def drawable(self):
+        """Markers the reports can draw and count from: at ``EARLIEST_MOMENT`` or later. A row
+        another writer stored earlier (raw SQL, code that skips validation) is left out rather
+        than break the page for everyone; the admin still lists it, to be corrected."""
+        return self.filter(at__gte=EARLIEST_MOMENT)

@@ -11,7 +11,9 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 
-from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow
+from django.core.exceptions import ValidationError
+
+from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow, utc_bound
 
 SORTS = ("rate", "sessions", "key")
 ELLIPSIS = "…"
@@ -236,19 +238,24 @@ def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> st
 
 
 def parse_date_bound(text: str) -> dt.date | dt.datetime:
-    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime."""
+    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime;
+    ``ValueError`` otherwise, also for a moment the reports cannot hold (``analytics.utc_bound``)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
     text = text.strip()
     try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
-        value = dt.datetime.fromisoformat(text)
+        value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(
             f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
         ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    try:
+        utc_bound(value)
+    except ValidationError as exc:
+        raise ValueError(" ".join(exc.messages)) from None
+    return value
 
 
 def _describe_filters(filters: dict) -> str:

@@ -9,7 +9,6 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from agents_app.conf import hermes_settings
-from agents_app.db import filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics import exact_name
 
@@ -57,7 +56,7 @@ def prune_abandoned_tally(
     if model is not None:
         old = old.filter(model__name=model)
     if source is not None:
-        old = filter_exact(old, "source", source)
+        old = old.filter(source=source)  # a KeyField: exact on every backend
     with transaction.atomic(using=using):
         totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
         if not dry_run and totals["rows"]:

@@ -25,13 +25,14 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import Min
+from django.db.models import F, Min
 from django.utils import timezone
 
-from agents_app.db import exact_text, run_with_retry
+from agents_app.db import run_with_retry
 from sessions_app.analytics.daily import utc_day
 from sessions_app.analytics.rates import group_expression, session_and_empty_counts
 from sessions_app.models import Session, SessionDay, SessionRollupState
+from sessions_app.querysets import EARLIEST_MOMENT
 
 DEFAULT_CHUNK_DAYS = 7
 # The default watermark is the UTC day this long ago: a session is stored at its first message
@@ -73,6 +74,8 @@ def build_rollup(
     for name, value in (("until", until), ("since", since)):
         if value is not None and (not isinstance(value, dt.date) or isinstance(value, dt.datetime)):
             raise ValidationError({name: f"must be a date, got {type(value).__name__}."}, code="invalid")
+        if value is not None and value < EARLIEST_MOMENT.date():  # the readers count back from the watermark
+            raise ValidationError({name: f"{value} is before {EARLIEST_MOMENT.date()}, where the reports start."})
     if target > now.date():
         raise ValidationError({"until": f"{target} is after today ({now.date()} UTC): today is read live."})
     if isinstance(chunk_days, bool) or not isinstance(chunk_days, int) or not 1 <= chunk_days <= 366:
@@ -178,7 +181,7 @@ def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tu
     the flag). Sources are grouped exactly ("CLI" apart from "cli" on MariaDB too)."""
     connection = connections[using]
     sessions = Session.objects.using(using).order_by().started_between(_midnight(start), _midnight(end))
-    groups = sessions.annotate(day=group_expression("day", connection), source_key=exact_text("source", connection))
+    groups = sessions.annotate(day=group_expression("day", connection), source_key=F("source"))
     groups = groups.values("day", "model_id", "source_key", "profile")
     days = defaultdict(dict)
     for day, model_id, source, profile, total, empty in session_and_empty_counts(

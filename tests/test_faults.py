@@ -19,7 +19,6 @@ from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connection, connections
 
 from agents_app import db as hermes_db
-from agents_app import registry
 from agents_app.agent import Agent
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import _sql
@@ -252,7 +251,6 @@ def sqlite_alias(name: str, *, alias: str = "faults"):
         connections[alias].close()
         del connections[alias]
         del connections.settings[alias]
-        registry.forget_language_models()  # ids cached for this alias belong to a deleted file
 
 
 def _create_tables(alias: str):
@@ -335,9 +333,10 @@ def test_full_sqlite_disk_gives_a_clear_error_and_no_half_write(sqlite_file, ses
 def test_validation_still_comes_first_on_a_broken_database(sqlite_file):
     with sqlite_alias(f"file:{sqlite_file}?mode=ro"):
         agent = Agent("m", "cli", using="faults")
-        agent.add_message("robot", "bad role")
         with pytest.raises(ValidationError):
-            agent.flush()
+            agent.add_message("robot", "bad role")
+        with pytest.raises(ValidationError):
+            append_messages("s", [{"role": "robot"}], model="m", source="cli", using="faults")
 
 
 def test_database_errors_are_not_mistaken_for_transient_conflicts():

@@ -237,6 +237,8 @@ def test_a_startproject_project_with_the_two_apps(wheel, tmp_path):
     settings.write_text(
         settings.read_text()
         + '\nINSTALLED_APPS += ["agents_app", "sessions_app"]\nDEFAULT_AUTO_FIELD = "django.db.models.AutoField"\n'
+        # The hardened admin site (docs/reuse.md), else check says hermes.W002 about auth's admins.
+        + 'INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "sessions_app.admin_site.HermesAdminConfig"\n'
     )
     urls = project / "host" / "urls.py"
     urls.write_text(

@@ -143,3 +143,34 @@ def test_debug_error_page_does_not_show_the_database_password(settings, monkeypa
     for secret in ("s3cret-pw", "an0ther-pw", "dsn-pw"):
         assert secret not in page
     assert "redis://cache:" in page  # only the password of a URL is hidden, not the whole setting
+
+
+@pytest.mark.parametrize("level", ["NOPE", "", "  ", "10", "warn ing", "\udcff"])
+def test_a_bad_or_blank_log_level_is_one_line_naming_the_variable(level):
+    result = run_check(DJANGO_DEBUG="1", DJANGO_LOG_LEVEL=level)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("Error: DJANGO_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("level", ["info", " Error ", "DEBUG"])
+def test_a_log_level_in_any_case_is_taken(level):
+    result = run_check(DJANGO_DEBUG="1", DJANGO_LOG_LEVEL=level)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("DJANGO_SECRET_KEY", "\udcffkey", "DJANGO_SECRET_KEY must be text"),
+        ("HERMES_METRICS_TOKEN", "\udcff", "HERMES_METRICS_TOKEN must be a string of visible ASCII characters"),
+        ("HERMES_METRICS_TOKEN", "café", "HERMES_METRICS_TOKEN must be a string of visible ASCII characters"),
+    ],
+)
+def test_secrets_no_request_could_use_stop_start_up_with_one_line(name, value, message):
+    # Such a secret key failed every signed cookie, such a token every /metrics scrape, with a 500.
+    result = run_check(DJANGO_DEBUG="1", **{name: value})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"Error: {message}")
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -143,8 +143,19 @@ def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
         reset_rollup(using=using)  # its days counted the sessions just deleted
 
 
+def check_admin_username(username) -> str:
+    """``username`` as the user model's username field cleans it (its validators, its length);
+    ``ValidationError`` keyed ``username`` otherwise."""
+    user_model = get_user_model()
+    try:
+        return user_model._meta.get_field(user_model.USERNAME_FIELD).clean(username, None)
+    except ValidationError as exc:
+        raise ValidationError({"username": exc.messages}) from None
+
+
 def reset_demo_admin(*, username: str = DEFAULT_ADMIN_USERNAME, using: str = DEFAULT_DB_ALIAS) -> DemoLogin:
     """Create the demo superuser, or give the existing one a new password; the password is random each time."""
+    username = check_admin_username(username)
     manager = get_user_model()._default_manager.db_manager(using)
     password = secrets.token_urlsafe(16)
     user = manager.filter(**{manager.model.USERNAME_FIELD: username}).first()

@@ -1,8 +1,8 @@
 """The sessions admin: the session and message lists, their filters, and the analytics page.
 
 - ``sessions``: ``SessionAdmin`` (with the analytics page's URL); ``messages``: ``MessageAdmin``;
-  ``inlines``: the session page's messages; ``markers``: ``TrendMarkerAdmin``; ``search``: the bound
-  on search terms every admin with a search box uses;
+  ``inlines``: the session page's messages; ``markers``: ``TrendMarkerAdmin`` (each
+  hardened by ``sessions_app.admin_site.HardenedAdminMixin``, as every admin on the site is);
 - ``filters``: the changelist's list filters;
 - ``views``: the empty-session analytics page; ``page_data``: its numbers; ``page``: its HTML
   context; ``exports``: its CSV/JSON downloads; ``forms``: its filters;

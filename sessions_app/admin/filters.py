@@ -2,7 +2,6 @@
 
 from django.contrib import admin
 
-from agents_app.db import filter_exact
 from sessions_app.analytics import CAUSES, exact_values
 
 CAUSE_LABELS = {
@@ -46,11 +45,8 @@ class CauseFilter(admin.SimpleListFilter):
 
 
 class ExactValueFilter(admin.SimpleListFilter):
-    """One choice per distinct value of a text column, matched byte for byte on every backend.
-
-    Django's own filter for a CharField lists and matches values case-insensitively on MariaDB,
-    whose default collation folds "CLI" into "cli"; the reports count them apart.
-    """
+    """One choice per distinct value of a key column (a ``KeyField``), matched byte for byte on
+    every backend: "CLI" and "cli" are two choices, as the reports count them apart."""
 
     field_name = ""
 
@@ -61,7 +57,7 @@ class ExactValueFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() is None:
             return queryset
-        return filter_exact(queryset, self.field_name, self.value())
+        return queryset.filter(**{self.field_name: self.value()})
 
 
 class SourceFilter(ExactValueFilter):

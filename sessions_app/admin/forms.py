@@ -7,6 +7,9 @@ from sessions_app import reporting
 from sessions_app.analytics import WEEKLY_AFTER_DAYS, utc_bound
 
 FORMATS = ("html", "csv", "json")
+# Past this many sources (or profiles), the filter is a text box for the exact name instead of a
+# list: 5,000 sources made a 5,000-option menu, most of the page's weight.
+MAX_LISTED_CHOICES = 200
 
 
 class EmptyRatesForm(forms.Form):
@@ -39,8 +42,15 @@ class EmptyRatesForm(forms.Form):
 
     def __init__(self, data, *, sources, profiles=(), **kwargs):
         super().__init__(data, **kwargs)
-        self.fields["source"].choices = [("", "all sources"), *((source, source) for source in sources)]
-        self.fields["profile"].choices = [("", "all profiles"), *((profile, profile) for profile in profiles)]
+        for name, values in (("source", sources), ("profile", profiles)):
+            if len(values) > MAX_LISTED_CHOICES:
+                self.fields[name] = forms.CharField(
+                    required=False,
+                    strip=False,  # an exact name: "cli " is another source than "cli"
+                    help_text=f"Exact name; {len(values):,} {name}s, too many to list. Empty: all.",
+                )
+            else:
+                self.fields[name].choices = [("", f"all {name}s"), *((value, value) for value in values)]
 
     def clean_since(self):
         return _date_bound(self.cleaned_data["since"])

@@ -4,13 +4,14 @@ an outage); the analytics page draws each on its trend and compares the rates be
 from django.contrib import admin
 from django.utils.text import Truncator
 
+from sessions_app.admin_site import HardenedAdminMixin
 from sessions_app.models import TrendMarker
 
 NOTE_CHARS = 80
 
 
 @admin.register(TrendMarker)
-class TrendMarkerAdmin(admin.ModelAdmin):
+class TrendMarkerAdmin(HardenedAdminMixin, admin.ModelAdmin):
     list_display = ["at", "label", "short_note"]
     list_display_links = ["at", "label"]
     search_fields = ["label", "note"]

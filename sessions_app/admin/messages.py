@@ -6,12 +6,12 @@ from django.utils.text import Truncator
 
 from sessions_app.admin.links import session_change_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
-from sessions_app.admin.search import BoundedSearchMixin
+from sessions_app.admin_site import HardenedAdminMixin
 from sessions_app.models import Message
 
 
 @admin.register(Message)
-class MessageAdmin(BoundedSearchMixin, admin.ModelAdmin):
+class MessageAdmin(HardenedAdminMixin, admin.ModelAdmin):
     list_display = ["id", "session_link", "time", "role", "content_preview", "tool_name", "token_count"]
     list_filter = ["role", "active", "compacted"]
     search_fields = ["=session__id"]

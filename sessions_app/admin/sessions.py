@@ -19,8 +19,8 @@ from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter
 from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline, ModelUsageInline, usd
 from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
 from sessions_app.admin.paginators import EstimatedCountPaginator
-from sessions_app.admin.search import BoundedSearchMixin
 from sessions_app.admin.views import EmptyRatesView
+from sessions_app.admin_site import HardenedAdminMixin
 from sessions_app.models import DEFAULT_PROFILE, Session
 from sessions_app.pruning import delete_empty_sessions
 
@@ -32,7 +32,7 @@ LINKED_CHILDREN = 20
 
 
 @admin.register(Session)
-class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
+class SessionAdmin(HardenedAdminMixin, admin.ModelAdmin):
     # The narrow columns that answer "did it speak?" first, the wide ones (model, title) last:
     # the list fits 1366 px with the admin's sidebar open.
     # The title rides under the id (cut, the full text on hover) rather than in a column of its own.

@@ -57,6 +57,7 @@ from sessions_app.analytics.language_models import model_ids_by_name, session_co
 from sessions_app.analytics.metrics import metrics_snapshot
 from sessions_app.analytics.rates import (
     NO_MODEL_KEY,
+    RESERVED_KEYS,
     TOTAL_KEY,
     EmptySessionReport,
     RateRow,
@@ -65,6 +66,8 @@ from sessions_app.analytics.rates import (
     empty_session_rates,
     group_expression,
     group_key,
+    model_key,
+    model_of_key,
     session_and_empty_counts,
 )
 from sessions_app.analytics.trend import (
@@ -85,6 +88,7 @@ __all__ = [
     "KEY_GROUPINGS",
     "MIN_SAMPLE",
     "NO_MODEL_KEY",
+    "RESERVED_KEYS",
     "TOTAL_KEY",
     "TREND_BUCKETS",
     "WEEKLY_AFTER_DAYS",
@@ -122,6 +126,8 @@ __all__ = [
     "metrics_snapshot",
     "model_buckets",
     "model_ids_by_name",
+    "model_key",
+    "model_of_key",
     "rate_comparison",
     "report_filters",
     "report_from_trend",

@@ -29,14 +29,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 from django.db.models import F, Sum
 
-from agents_app.db import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
 from sessions_app.analytics.intervals import wilson_interval
-from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period
+from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period, model_key
 
 
 @dataclass(frozen=True)
@@ -181,7 +180,6 @@ def abandoned_agent_counts(
     check_grouping(by, KEY_GROUPINGS)
     filters = report_filters(since=since, until=until, model=model, source=source)
     since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
-    connection = connections[using]
     tallies = AbandonedAgentTally.objects.using(using).order_by()
     if since is not None:
         first = _first_day_from(since)
@@ -192,11 +190,11 @@ def abandoned_agent_counts(
     if model is not None:
         tallies = tallies.filter(model__name=model)
     if source is not None:
-        tallies = filter_exact(tallies, "source", source)
+        tallies = tallies.filter(source=source)
     if by == "model":
         group = F("model__name")
     elif by == "source":
-        group = exact_text("source", connection)
+        group = F("source")
     else:
         group = F("day")  # a few rows per day: bucketed into weeks and months below
     rows = (
@@ -236,7 +234,9 @@ def _first_day_from(bound: dt.datetime) -> dt.date | None:
 
 
 def _key(by: str, value) -> str:
-    if by in ("model", "source"):
+    if by == "model":
+        return model_key(value)  # as the session reports key it: the rows line up
+    if by == "source":
         return value
     # A tally day (some backends hand dates back as text in grouped queries), folded as the reports fold days.
     return fold_period(value if isinstance(value, str) else value.isoformat(), by)

@@ -105,7 +105,7 @@ def rate_comparison(
     docstring); four aggregate queries. ``source`` filters both windows (exact match)."""
     now = now or timezone.now()
     recent_start = now - RECENT
-    marker = TrendMarker.objects.using(using).filter(at__lte=now).order_by("-at", "-id").first()
+    marker = TrendMarker.objects.using(using).drawable().filter(at__lte=now).order_by("-at", "-id").first()
     if marker is None:
         before_until = recent_start
     elif marker.at > recent_start:

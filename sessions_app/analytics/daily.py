@@ -13,10 +13,12 @@ from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import Sum
+from django.utils import timezone
 
 from sessions_app.analytics.filters import exact_name, model_name, report_filters, session_counts
-from sessions_app.analytics.rates import NO_MODEL_KEY, group_expression
+from sessions_app.analytics.rates import group_expression, model_key
 from sessions_app.models import Session, SessionDay, SessionRollupState
+from sessions_app.querysets import EARLIEST_MOMENT
 
 
 @dataclass(frozen=True, order=True)
@@ -43,7 +45,9 @@ class RollupStatus:
 def rollup_status(*, using: str = DEFAULT_DB_ALIAS) -> RollupStatus | None:
     """The rollup's watermark and build time; None when it was never built (everything is live)."""
     row = SessionRollupState.objects.using(using).filter(pk=1).values_list("watermark", "built_at").first()
-    return RollupStatus(*row) if row else None
+    if row is None or row[0] is None or not EARLIEST_MOMENT.date() <= row[0] <= timezone.now().date():
+        return None  # not built, or a watermark no build leaves (another writer, a clock that was wrong): live
+    return RollupStatus(*row)
 
 
 # ``rollup=`` default: read the status here (a caller that shows it reads it once and passes it).
@@ -118,7 +122,7 @@ def _add_rollup(counts, filters: dict, first: dt.date | None, end: dt.date, usin
         rows = rows.filter(model__name=filters["model"])
     rows = rows.values("day", "model__name").annotate(n=Sum("sessions"), e=Sum("empty"))
     for day, name, sessions, empty in rows.values_list("day", "model__name", "n", "e"):
-        pair = counts[day, name or NO_MODEL_KEY]
+        pair = counts[day, model_key(name)]
         pair[0] += sessions
         pair[1] += empty
 
@@ -131,7 +135,7 @@ def _add_live(counts, filters: dict, since, until, using: str) -> None:
     groups = sessions.annotate(day=group_expression("day", connections[using])).values("day", "model")
     rows = groups.annotate(**session_counts()).annotate(name=model_name())
     for day, name, total, empty in rows.values_list("day", "name", "sessions", "empty"):
-        pair = counts[utc_day(day), name or NO_MODEL_KEY]
+        pair = counts[utc_day(day), model_key(name)]
         pair[0] += total
         pair[1] += empty
 

@@ -9,11 +9,10 @@ every profile together (the default: one place for all of them).
 import datetime as dt
 
 from django.core.exceptions import ValidationError
-from django.db import connections
 from django.db.models import Count, OuterRef, Q, Subquery
 
-from agents_app.db import exact_text
 from agents_app.models import LanguageModel
+from sessions_app.querysets import EARLIEST_MOMENT
 
 # Groupings of sessions by a column or a period: every report has them.
 KEY_GROUPINGS = ("model", "source", "profile", "day", "week", "month")
@@ -48,11 +47,9 @@ def report_filters(*, since=None, until=None, model=None, source=None, profile=N
 
 
 def exact_values(queryset, field_name: str) -> list[str]:
-    """Every distinct value of a text column, sorted, byte for byte on every backend ("CLI" and
-    "cli" are two on MariaDB too, whose plain DISTINCT merges them); NULL is left out."""
-    queryset = queryset.order_by()
-    values = exact_text(field_name, connections[queryset.db])
-    choices = queryset.annotate(value=values).values_list("value", flat=True).distinct()
+    """Every distinct value of a key column (a ``KeyField``: source, profile, end reason), sorted,
+    byte for byte on every backend ("CLI" and "cli" are two); NULL is left out."""
+    choices = queryset.order_by().values_list(field_name, flat=True).distinct()
     return sorted(choice for choice in choices if choice is not None)
 
 
@@ -60,7 +57,7 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
     """An aware UTC datetime from a date (midnight UTC) or an aware datetime; None stays None.
 
     ``ValidationError`` (keyed by ``name``) for a naive datetime, another type, or a moment that
-    falls outside the datetimes Python has once converted to UTC."""
+    falls outside the datetimes Python has once converted to UTC or before ``EARLIEST_MOMENT``."""
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -70,12 +67,19 @@ def utc_bound(value, name: str = "bound") -> dt.datetime | None:
                 code="invalid",
             )
         try:
-            return value.astimezone(dt.UTC)
+            moment = value.astimezone(dt.UTC)
         except OverflowError:  # 9999-12-31T23:00-05:00 is past the last datetime there is
             raise ValidationError({name: f"{value.isoformat()} is out of range in UTC."}, code="invalid") from None
-    if isinstance(value, dt.date):
-        return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-    raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+    else:
+        raise ValidationError({name: f"must be a date or a datetime, got {type(value).__name__}."}, code="invalid")
+    if moment < EARLIEST_MOMENT:  # the week before 0001-01-01 does not exist
+        raise ValidationError(
+            {name: f"{value.isoformat()} is before {EARLIEST_MOMENT:%Y-%m-%d} (UTC), where the reports start."},
+            code="invalid",
+        )
+    return moment
 
 
 def exact_name(value, name: str) -> str | None:

@@ -10,7 +10,7 @@ from django.db.models.functions import Cast, Coalesce, NullIf
 
 from agents_app.models import LanguageModel
 from sessions_app.analytics.filters import report_filters
-from sessions_app.analytics.rates import session_and_empty_counts
+from sessions_app.analytics.rates import model_of_key, session_and_empty_counts
 from sessions_app.models import Session
 
 
@@ -71,5 +71,9 @@ def with_session_counts(
 
 
 def model_ids_by_name(names, using: str = DEFAULT_DB_ALIAS) -> dict[str, int]:
-    """``{name: id}`` of the ``LanguageModel`` rows among ``names`` (report keys); others are absent."""
-    return dict(LanguageModel.objects.using(using).filter(name__in=list(names)).values_list("name", "pk"))
+    """``{report key: id}`` of the ``LanguageModel`` rows among ``names`` (report keys: a model named
+    ``other`` is the key ``"other"``, see ``model_key``); others, ``NO_MODEL_KEY`` among them, are absent."""
+    keys = {model_of_key(key): key for key in names}
+    keys.pop(None, None)
+    rows = LanguageModel.objects.using(using).filter(name__in=list(keys)).values_list("name", "pk")
+    return {keys[name]: pk for name, pk in rows}

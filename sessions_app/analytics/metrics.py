@@ -14,14 +14,13 @@ speaking is not hidden) keep their name; the others are summed under ``OTHER_MOD
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import IntegerField, Max, Min, Sum, Value
+from django.db import DEFAULT_DB_ALIAS
+from django.db.models import F, IntegerField, Max, Min, Sum, Value
 from django.db.models.functions import Coalesce
 
-from agents_app.db import exact_text
 from agents_app.models import AbandonedAgentTally
 from sessions_app.analytics.filters import model_name, session_counts
-from sessions_app.analytics.rates import NO_MODEL_KEY
+from sessions_app.analytics.rates import NO_MODEL_KEY, model_key
 from sessions_app.models import Session
 
 OTHER_MODELS_KEY = "other"
@@ -106,16 +105,15 @@ def _model_labels(agents_per_model: dict[str, int], max_models: int) -> dict[str
 
 
 def _model_key(name: str | None) -> str:
-    return name or NO_MODEL_KEY  # no model, or a model recorded as ''
+    return model_key(name)  # no model or '': NO_MODEL_KEY; a model named "other": '"other"'
 
 
 def _session_rows(using: str):
     """``(model key, source, sessions, empty, messages, newest started_at)`` per (model, source),
     in one statement (a group may come in more than one row on some backends: the caller adds them up)."""
-    connection = connections[using]
     # Grouped by model id and exact source ("CLI" apart from "cli") everywhere; each group's model
     # name is looked up after grouping (``model_name()``, annotated after the counts below).
-    groups = Session.objects.using(using).order_by().values("model", group_source=exact_text("source", connection))
+    groups = Session.objects.using(using).order_by().values("model", group_source=F("source"))
     columns = ("model_name", "group_source", "sessions", "empty", "messages", "newest")
     # The stored message_count is the app's counter, kept in the save path's transaction: the
     # sum of counters is one column read per session, where counting message rows would read
@@ -136,14 +134,13 @@ def _session_rows(using: str):
 
 def _abandoned_rows(using: str):
     """``(model key, source, end reason, agents)`` from the abandoned-agent tally, all days summed."""
-    connection = connections[using]
     rows = (
         AbandonedAgentTally.objects.using(using)
         .order_by()
         .values(
             "model",
-            group_source=exact_text("source", connection),
-            group_reason=exact_text("end_reason", connection),
+            group_source=F("source"),
+            group_reason=F("end_reason"),
         )
         .annotate(model_name=Min("model__name"), agents=Sum("count"))
         .values_list("model_name", "group_source", "group_reason", "agents")

@@ -11,7 +11,6 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import CharField, DateTimeField, F, Func
 from django.db.models.functions import Trunc
 
-from agents_app.db import exact_text
 from sessions_app.analytics.causes import cause_totals
 from sessions_app.analytics.filters import check_grouping, model_name, report_filters, session_counts
 from sessions_app.analytics.intervals import wilson_interval
@@ -19,6 +18,10 @@ from sessions_app.models import Session
 
 NO_MODEL_KEY = "(none)"
 TOTAL_KEY = "TOTAL"
+# Labels the reports give rows and buckets that are not one model: no model, the total row, the
+# models summed past a cap (the page's and the trend's "other models", /metrics' "other"). A model
+# literally named one of them is keyed in double quotes (``model_key``), never merged with them.
+RESERVED_KEYS = frozenset({NO_MODEL_KEY, TOTAL_KEY, "other", "other models"})
 # The JSON ``filters`` object, in this order (None: not filtered).
 FILTER_NAMES = ("since", "until", "model", "source", "profile")
 _PERIOD_KEY_FORMATS = {"day": "%Y-%m-%d", "week": "%Y-%m-%d", "month": "%Y-%m"}
@@ -192,22 +195,39 @@ def session_and_empty_counts(groups, *columns: str):
 def group_expression(by: str, connection, field: str = "started_at"):
     """The SQL expression a report groups sessions by, for ``by`` other than ``model``; turn
     the values it gives into report keys with ``group_key``."""
-    if by == "source":
-        # Group "CLI" apart from "cli" on MySQL/MariaDB too, as SQLite and PostgreSQL do.
-        return exact_text("source", connection)
-    if by == "profile":
-        return F("profile")  # a KeyField: binary-collated on MySQL/MariaDB already
+    if by in ("source", "profile"):
+        return F(by)  # KeyFields: binary-collated on MySQL/MariaDB ("CLI" apart from "cli")
     if connection.vendor == "sqlite":
         return SQLitePeriodKey(field, by)
     # PostgreSQL's and MySQL/MariaDB's date_trunc()/DATE_FORMAT() are native and fast.
     return Trunc(field, by, output_field=DateTimeField(), tzinfo=dt.UTC)
 
 
+def model_key(name: str | None) -> str:
+    """The report key of a model name, one key per model and none shared with a bucket:
+    ``NO_MODEL_KEY`` for no model and for "" (hermes-agent writes both: one row); the name itself;
+    but a name that is a reserved label (``RESERVED_KEYS``) or starts with a double quote, in
+    double quotes, so a model named ``other`` is the row ``"other"``. ``model_of_key`` inverts it."""
+    if not name:
+        return NO_MODEL_KEY
+    if name in RESERVED_KEYS or name.startswith('"'):
+        return f'"{name}"'
+    return name
+
+
+def model_of_key(key: str) -> str | None:
+    """The model name of a report key (``model_key``'s inverse); None for ``NO_MODEL_KEY``."""
+    if key == NO_MODEL_KEY:
+        return None
+    if len(key) >= 2 and key.startswith('"') and key.endswith('"'):
+        return key[1:-1]
+    return key
+
+
 def group_key(by: str, group) -> str:
     """The report key of a value of ``group_expression`` (or of a model name for ``model``)."""
     if by == "model":
-        # A model recorded as "" is the same as no model (hermes-agent writes both): one row.
-        return group or NO_MODEL_KEY
+        return model_key(group)
     if by in ("source", "profile") or isinstance(group, str):  # SQLitePeriodKey gives the key itself
         return group
     return group.astimezone(dt.UTC).strftime(_PERIOD_KEY_FORMATS[by])

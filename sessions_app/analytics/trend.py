@@ -109,7 +109,7 @@ def default_bucket(*, since=None, until=None, source=None, now=None, using: str 
 def trend_markers(*, since=None, until=None, using: str = DEFAULT_DB_ALIAS) -> list[TrendMarker]:
     """The markers in ``[since, until)`` (both optional), oldest first."""
     filters = report_filters(since=since, until=until)
-    markers = TrendMarker.objects.using(using).order_by("at", "id")
+    markers = TrendMarker.objects.using(using).drawable().order_by("at", "id")
     if filters["since"] is not None:
         markers = markers.filter(at__gte=filters["since"])
     if filters["until"] is not None:

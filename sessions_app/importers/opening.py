@@ -97,20 +97,32 @@ class Opened:
         self.path = path.resolve()
         self.snapshot_dir: str | None = None
         self.watched: tuple | None = None  # the file's (size, mtime, inode) read immutably, else None
+        for attempt in range(5):
+            try:
+                self.conn = self._open()
+                return
+            except FileNotFoundError as exc:
+                # A -wal or -journal the writer removed between our look and our copy (its last
+                # connection closed): look again; only the database file itself missing is final.
+                self.close()
+                if attempt == 4 or not self.path.exists():
+                    raise HermesImportError(f"{path} cannot be opened read-only: {exc}.") from exc
+            except (sqlite3.Error, OSError) as exc:
+                self.close()
+                raise HermesImportError(f"{path} cannot be opened read-only: {exc}.") from exc
+
+    def _open(self) -> sqlite3.Connection:
+        """The connection for the file as it is now (see the module's docstring)."""
         wal, journal = Path(f"{self.path}-wal"), Path(f"{self.path}-journal")
-        try:
-            if wal.exists():
-                self.conn = self._snapshot(wal)
-            elif journal.exists() and journal.stat().st_size > 0:
-                self.conn = self._journal_snapshot(journal)
-            elif not _wal_mode(self.path):
-                self.conn = sqlite3.connect(_uri(self.path, mode="ro"), uri=True, isolation_level=None, timeout=30)
-            else:
-                self.watched = self._stat()
-                self.conn = sqlite3.connect(_uri(self.path, mode="ro", immutable=1), uri=True, isolation_level=None)
-        except (sqlite3.Error, OSError) as exc:
-            self.close()
-            raise HermesImportError(f"{path} cannot be opened read-only: {exc}.") from exc
+        self.watched = None
+        if wal.exists():
+            return self._snapshot(wal)
+        if journal.exists() and journal.stat().st_size > 0:
+            return self._journal_snapshot(journal)
+        if not _wal_mode(self.path):
+            return sqlite3.connect(_uri(self.path, mode="ro"), uri=True, isolation_level=None, timeout=30)
+        self.watched = self._stat()
+        return sqlite3.connect(_uri(self.path, mode="ro", immutable=1), uri=True, isolation_level=None)
 
     def _stat(self) -> tuple:
         stat = os.stat(self.path)

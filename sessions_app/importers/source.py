@@ -6,6 +6,7 @@ bounded in rows and in the characters they carry.
 """
 
 import sqlite3
+import time
 from pathlib import Path
 
 from sessions_app.importers.opening import HermesImportError, Opened, check_file, needs_rollback
@@ -177,7 +178,9 @@ class Source:
         """``read()``, from a file that did not change during it: a file read immutably that a writer
         changed meanwhile (``Opened.changed``), or a rollback-journal file whose writer was killed
         (a hot journal), is opened again (from a snapshot where needed) and read again."""
-        for _ in range(5):
+        for attempt in range(10):
+            if attempt:
+                time.sleep(min(1.0, 0.05 * attempt))  # let the writer finish its checkpoint
             try:
                 result = read()
             except sqlite3.DatabaseError as exc:

@@ -19,13 +19,14 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.analytics import model_key
 from sessions_app.reporting import parse_date_bound
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
 _PART = re.compile(r"(\d+)([smhdw])")
 _RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 class HermesCommand(BaseCommand):
@@ -34,6 +35,8 @@ class HermesCommand(BaseCommand):
     formats: tuple[str, ...] = ()  # output formats; the first is the default
     option_names: dict[str, str] = {}  # a service's argument name -> the option, where they differ
     whole_numbers: dict[str, str] = {}  # options of add_whole_number_argument: dest -> option string
+    # Options holding file paths: these may hold bytes that are not UTF-8 (a file name is bytes).
+    path_options: tuple[str, ...] = ()
 
     def add_arguments(self, parser):
         if self.formats:
@@ -77,6 +80,10 @@ class HermesCommand(BaseCommand):
         )
 
     def execute(self, *args, **options):
+        for name, value in options.items():
+            for text in value if isinstance(value, list) else [value]:
+                if isinstance(text, str) and (problem := _argument_problem(text, path=name in self.path_options)):
+                    raise CommandError(f"{_option(name)}: {problem}")
         # Checked here rather than by argparse choices, so that a bad value is a CommandError with
         # exit status 1 (and a one-line message) under call_command too.
         if options.get("database", DEFAULT_DB_ALIAS) not in connections:
@@ -106,10 +113,10 @@ class HermesCommand(BaseCommand):
 
     def write_per_model(self, stream, rows, total: int) -> None:
         """``rows`` of ``(model name or None, sessions)`` as an aligned two-column table, then the total."""
-        width = max(len("total"), *(len(name or NO_MODEL_KEY) for name, _ in rows))
+        width = max(len("total"), *(len(model_key(name)) for name, _ in rows))
         stream.write(f"  {'model':<{width}}  {'sessions':>10}")
         for name, count in rows:
-            stream.write(f"  {name or NO_MODEL_KEY:<{width}}  {count:>10,}")
+            stream.write(f"  {model_key(name):<{width}}  {count:>10,}")
         stream.write(self.style.SUCCESS(f"  {'total':<{width}}  {total:>10,}"))
 
     def wants_progress(self, verbosity: int) -> bool:
@@ -132,6 +139,21 @@ class HermesCommand(BaseCommand):
             answer = ""
         if answer.strip().lower() not in {"y", "yes"}:
             raise CommandError(cancelled)
+
+
+def _argument_problem(text: str, *, path: bool) -> str | None:
+    """Why a command-line value cannot be used, or None. Bytes that are not UTF-8 reach Python as
+    lone surrogates (``$'\\xff'``): no database, and no UTF-8 terminal, can take them, except as a
+    file name; a NUL (possible from ``call_command``) no database or file name takes."""
+    if "\x00" in text:
+        return "contains a NUL character, which no database or file name takes."
+    if not path and not text.isascii() and _SURROGATE.search(text):
+        return f"{text[:60]!a} is not valid UTF-8 text (bytes the terminal could not decode)."
+    return None
+
+
+def _option(name: str) -> str:
+    return "PATH" if name == "paths" else "--" + name.replace("_", "-")
 
 
 def parse_duration(text: str, option: str) -> dt.timedelta:

@@ -6,17 +6,13 @@ surrogates (not valid UTF-8). Nothing is stripped or truncated silently.
 """
 
 import json
-import re
 from collections.abc import Mapping
 
 from django.core.exceptions import ValidationError
 
 from agents_app.conf import hermes_settings
+from agents_app.fields import identifier_problem, text_problem
 from sessions_app.models import SESSION_ID_MAX_LENGTH
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 # Largest message as the database receives it: its text and serialised JSON, counted in UTF-8
 # bytes plus one byte for every character a MySQL/MariaDB client escapes with a backslash when it
@@ -27,15 +23,6 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 MAX_MESSAGE_BYTES = 12 * 1024 * 1024
 
 _ESCAPED_WHEN_SENT = ("'", '"', "\\", "\n", "\r", "\x1a")
-
-
-def text_problem(value: str) -> str | None:
-    """Why ``value`` cannot be stored as text on every backend, or None."""
-    if "\x00" in value:
-        return "contains a NUL character (\\x00), which PostgreSQL cannot store; remove or escape it"
-    if not value.isascii() and _SURROGATE.search(value):
-        return "contains a lone UTF-16 surrogate, which is not valid UTF-8"
-    return None
 
 
 def check_identifier(value, name: str, *, max_length: int, required: bool = True) -> str | None:
@@ -50,10 +37,8 @@ def check_identifier(value, name: str, *, max_length: int, required: bool = True
         raise ValidationError({name: "must not be empty."}, code="required")
     if len(value) > max_length:
         raise ValidationError({name: f"is {len(value)} characters long; the limit is {max_length}."}, code="max_length")
-    if _CONTROL.search(value):
-        raise ValidationError({name: "must not contain control characters."}, code="invalid")
-    if problem := text_problem(value):
-        raise ValidationError({name: problem}, code="invalid")
+    if problem := identifier_problem(value):  # the rule LanguageModel.name's validator applies too
+        raise ValidationError({name: f"{problem}."}, code="invalid")
     return value
 
 

@@ -129,16 +129,59 @@ def test_context_manager_completed_and_error(db):
 
 
 def test_failed_flush_keeps_messages_for_retry(db):
-    agent = Agent("m")
+    agent = Agent("m", parent_session_id="not-yet")  # the parent is saved later, by another agent
     agent.add_message("user", "fine")
-    agent.add_message("robot", "bad role")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="does not exist"):
         agent.flush()
-    assert agent.pending_count == 2
+    assert agent.pending_count == 1
     assert Session.objects.count() == 0
-    agent._pending.pop()  # the caller fixes the batch
-    assert agent.flush() == 1
-    assert Message.objects.count() == 1
+    parent = Agent("m", session_id="not-yet")
+    parent.add_message("user", "the parent")
+    parent.flush()
+    assert agent.flush() == 1  # the retry writes the kept message once
+    assert Message.objects.filter(session_id=agent.session_id).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("role", "fields", "key"),
+    [
+        ("user", {"timestamp": "yesterday"}, "timestamp"),
+        ("robot", {}, "role"),
+        ("user", {"content": "nul\x00"}, "content"),
+        ("user", {"timestamp": 1e20}, "timestamp"),
+        ("tool", {"tool_calls": [{"x": float("nan")}]}, "tool_calls"),
+        ("user", {"token_count": -1}, "token_count"),
+    ],
+)
+def test_a_bad_message_is_refused_when_added_and_never_poisons_the_agent(db, role, fields, key):
+    agent = Agent("m")
+    agent.add_message("user", "before")
+    with pytest.raises(ValidationError) as info:
+        agent.add_message(role, **{"content": "x", **fields})
+    assert key in info.value.message_dict
+    assert agent.pending_count == 1  # nothing of the bad call is buffered
+    agent.add_message("user", "after")
+    assert agent.flush() == 2
+    agent.add_message("user", "later")
+    agent.end()
+    contents = list(Message.objects.filter(session_id=agent.session_id).values_list("content", flat=True))
+    assert contents == ["before", "after", "later"]
+    assert Session.objects.get(pk=agent.session_id).end_reason == "completed"
+
+
+def test_an_unknown_field_is_refused_when_added(db):
+    agent = Agent("m")
+    with pytest.raises(ValidationError, match="unknown field"):
+        agent.add_message("user", "x", colour="blue")
+    assert agent.pending_count == 0 and agent.flush() == 0
+
+
+def test_switching_to_a_model_the_save_path_refuses_keeps_the_model(db):
+    agent = Agent("m")
+    with pytest.raises(ValidationError):
+        agent.switch_model("bad\nname")
+    agent.add_message("user", "x")
+    assert agent.flush() == 1 and agent.model == "m"
 
 
 def test_compress_builds_a_chain(db):

@@ -91,10 +91,15 @@ def existing(db):
     return agent
 
 
-def _add(agent, bad):
+def _add(agent, bad, key):
+    """A good message, the bad one (refused at once, buffering nothing), and another good one."""
     role, content, fields = bad
     agent.add_message("user", "a valid message before the bad one")
-    agent.add_message(role, content, **fields)
+    with pytest.raises(ValidationError) as info:
+        agent.add_message(role, content, **fields)
+    assert key in info.value.message_dict, info.value.message_dict
+    agent.add_message("user", "a valid message after the bad one")
+    assert agent.pending_count == 2
 
 
 def _assert_refused(call, key, before):
@@ -110,9 +115,12 @@ def test_bad_message_on_a_new_and_an_existing_session(existing, case):
     bad = build()
     before = snapshot()
     for agent in (Agent("openai/gpt-5", "cli"), Agent("anthropic/claude-opus-4.6", "cli", session_id=EXISTING)):
-        _add(agent, bad)
-        _assert_refused(agent.flush, f"messages[1].{key}", before)
-        assert agent.pending_count == 2  # kept for the caller to inspect or fix
+        _add(agent, bad, key)
+        assert snapshot() == before  # nothing written yet
+        assert agent.flush() == 2  # the good messages around the bad one are saved
+        contents = list(Message.objects.filter(session_id=agent.session_id).values_list("content", flat=True))
+        assert contents[-2:] == ["a valid message before the bad one", "a valid message after the bad one"]
+        before = snapshot()
     _assert_refused(
         lambda: append_messages(EXISTING, [{"role": bad[0], "content": bad[1], **bad[2]}], model="x", source="cli"),
         key,
@@ -121,16 +129,17 @@ def test_bad_message_on_a_new_and_an_existing_session(existing, case):
 
 
 @pytest.mark.parametrize("case", ["unknown role", "NUL in content", "10 MB content", "far future seconds"])
-def test_bad_message_stops_end_and_compress(existing, case):
+def test_a_refused_message_never_stops_end_or_compress(existing, case):
     build, key = BAD_MESSAGES[case]
-    bad = build()
-    before = snapshot()
-    for agent in (Agent("openai/gpt-5", "cli"), Agent("openai/gpt-5", "cli", session_id=EXISTING)):
-        _add(agent, bad)
-        _assert_refused(agent.end, key, before)  # neither ended nor tallied as abandoned
-        assert not agent.ended
-        _assert_refused(lambda: agent.compress("summary"), key, before)  # noqa: B023
-        assert agent.pending_count == 2 and not agent.ended
+    ending, compressing = Agent("openai/gpt-5", "cli"), Agent("openai/gpt-5", "cli", session_id=EXISTING)
+    for agent in (ending, compressing):
+        _add(agent, build(), key)
+    ending.end()
+    assert ending.ended and Session.objects.get(pk=ending.session_id).message_count == 2
+    child = compressing.compress("summary")
+    assert Session.objects.get(pk=EXISTING).end_reason == "compression"
+    assert Message.objects.filter(session_id=EXISTING).count() == 1 + 2
+    assert Session.objects.get(pk=child.session_id).parent_session_id == EXISTING
 
 
 @pytest.mark.parametrize(
@@ -231,6 +240,11 @@ def test_a_message_too_big_for_any_backend_is_refused_everywhere(existing, build
     # store it. The save path refuses such a message on every backend alike, before writing.
     before = snapshot()
     agent = Agent("openai/gpt-5", "cli", session_id=EXISTING)
-    agent.add_message("assistant", **build())
-    _assert_refused(agent.flush, "messages[0]", before)
-    assert agent.pending_count == 1
+    with pytest.raises(ValidationError):
+        agent.add_message("assistant", **build())  # refused when added: never buffered
+    assert agent.pending_count == 0 and snapshot() == before
+    _assert_refused(
+        lambda: append_messages(EXISTING, [{"role": "assistant", **build()}], model="m", source="cli"),
+        "messages[0]",
+        before,
+    )

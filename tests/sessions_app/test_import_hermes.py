@@ -556,7 +556,7 @@ def test_command_summary_progress_and_json(db, state):
 
 def test_command_rejects_bad_options(db, state):
     src = state()
-    with pytest.raises(CommandError, match="from 1 to"):
+    with pytest.raises(CommandError, match="whole number from 1 to 100,000, got 0"):
         run(src.path, "--batch-size", "0")
     with pytest.raises(CommandError, match="unknown --database"):
         run(src.path, "--database", "nope")

@@ -527,7 +527,7 @@ while time.time() < until:
     conn.execute("UPDATE sessions SET title = ? WHERE id = 'a1'", (str(time.time()),))
     conn.execute("VACUUM")  # hermes' upkeep rewrites every page of the file
     conn.close()  # the last connection checkpoints into the file and removes the -wal
-    time.sleep(0.02)
+    time.sleep(0.1)
 print("done", flush=True)
 """
 

@@ -1,3 +1,6 @@
+import pytest
+from django.db.models import Count
+
 from agents_app.models import LanguageModel, provider_for
 from sessions_app.models import Message, Session
 
@@ -26,3 +29,15 @@ def test_with_children_and_open(legacy_session):
     legacy_session(parent_session=parent, ended_at=parent.started_at)
     assert list(Session.objects.with_children()) == [parent]
     assert list(Session.objects.open()) == [parent]
+
+
+@pytest.mark.parametrize("column", ["source", "end_reason"])
+def test_source_and_end_reason_are_exact_by_design(db, legacy_session, column):
+    # Issue 23: KeyFields (binary no-pad collation on MySQL/MariaDB), so a plain filter, DISTINCT
+    # and GROUP BY tell "cli", "CLI" and "cli " apart on every backend, with no workaround.
+    for index, value in enumerate(["cli", "CLI", "cli "]):
+        legacy_session(session_id=f"s{index}", **{column: value})
+    assert list(Session.objects.filter(**{column: "cli"}).values_list("pk", flat=True)) == ["s0"]
+    assert sorted(Session.objects.order_by().values_list(column, flat=True).distinct()) == ["CLI", "cli", "cli "]
+    grouped = Session.objects.order_by().values(column).annotate(n=Count("pk"))
+    assert sorted((row[column], row["n"]) for row in grouped) == [("CLI", 1), ("cli", 1), ("cli ", 1)]

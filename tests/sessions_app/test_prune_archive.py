@@ -1,6 +1,7 @@
 """prune_empty_sessions --archive: every deleted session is in the archive, whole, even after kill -9."""
 
 import datetime as dt
+import errno
 import io
 import json
 import os
@@ -146,3 +147,113 @@ def test_archive_survives_kill_9_between_batches_and_the_rerun_finishes(legacy_s
     records = read_archive(path)
     assert {record["id"] for record in records} == everyone
     assert all(set(record) == COLUMNS | {"model_name"} for record in records)
+
+
+# -- a full disk (issue 23) -----------------------------------------------------------------------
+
+
+def _archived_ids(path: Path) -> list[str]:
+    return [record["id"] for record in read_archive(path)]  # every line parses, or this fails
+
+
+def _disk_full_after(monkeypatch, path: Path, writes: int):
+    """Let ``writes`` writes to the archive at ``path`` through, then write half of the next one
+    and fail with ENOSPC, as a filling disk does."""
+    real_write, seen = os.write, []
+
+    def write(descriptor, data):
+        if os.readlink(f"/proc/self/fd/{descriptor}") != str(path):
+            return real_write(descriptor, data)
+        seen.append(len(data))
+        if len(seen) <= writes:
+            return real_write(descriptor, data)
+        if len(seen) == writes + 1 and len(data) > 1:
+            return real_write(descriptor, bytes(data[: len(data) // 2]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", write)
+
+
+def test_a_full_disk_stops_prune_with_a_command_error_and_nothing_lost(legacy_session, tmp_path, monkeypatch):
+    make_empty(legacy_session, 7)
+    path = tmp_path / "archive.jsonl"
+    _disk_full_after(monkeypatch, path, writes=2)  # batches 1 and 2 fit, batch 3 tears and fails
+    with pytest.raises(CommandError, match=r"No space left on device\. The batch being archived was not deleted"):
+        call_command("prune_empty_sessions", "--archive", str(path), "--batch-size", "2", "--yes", stdout=io.StringIO())
+    archived = _archived_ids(path)  # no torn line: the file was cut back to its last whole line
+    assert path.read_bytes().endswith(b"\n")
+    left = set(Session.objects.values_list("pk", flat=True))
+    assert sorted(archived) == [f"gone_{i:04d}" for i in range(4)]
+    assert left == {f"gone_{i:04d}" for i in range(4, 7)}  # nothing deleted past the synced lines
+    monkeypatch.undo()  # room again: the rerun appends the rest
+    call_command("prune_empty_sessions", "--archive", str(path), "--archive-append", "--yes", stdout=io.StringIO())
+    assert sorted(_archived_ids(path)) == [f"gone_{i:04d}" for i in range(7)]
+    assert not Session.objects.exists()
+
+
+def test_appending_cuts_a_torn_tail_first(legacy_session, tmp_path):
+    make_empty(legacy_session, 2)
+    path = tmp_path / "archive.jsonl"
+    path.write_text('{"id": "earlier", "model_name": null}\n{"id": "torn", "mod', encoding="utf-8")  # an old crash
+    err = io.StringIO()
+    call_command(
+        "prune_empty_sessions", "--archive", str(path), "--archive-append", "--yes", stdout=io.StringIO(), stderr=err
+    )
+    assert _archived_ids(path) == ["earlier", "gone_0000", "gone_0001"]
+    assert "cut a torn last line (19 bytes)" in err.getvalue()
+
+
+@pytest.mark.parametrize("content", ["not json at all\n", "[1, 2]\n", '{"no": "id"}\n'])
+def test_appending_to_a_file_that_is_not_an_archive_is_refused(legacy_session, tmp_path, content):
+    make_empty(legacy_session, 1)
+    path = tmp_path / "notes.txt"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(CommandError, match="is not an archived session"):
+        call_command("prune_empty_sessions", "--archive", str(path), "--archive-append", "--yes")
+    assert path.read_text(encoding="utf-8") == content and Session.objects.count() == 1
+
+
+def test_an_archive_on_a_device_that_is_always_full(legacy_session):
+    make_empty(legacy_session, 2)
+    with pytest.raises(CommandError, match="No space left on device"):
+        call_command("prune_empty_sessions", "--archive", "/dev/full", "--archive-append", "--yes")
+    assert Session.objects.count() == 2
+
+
+LIMITED_PRUNER = """
+import os, resource, signal, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+import django
+from django.conf import settings
+settings.DATABASES["default"]["NAME"] = sys.argv[1]
+django.setup()
+limit = int(sys.argv[2])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+import manage
+sys.argv = ["manage.py", "prune_empty_sessions", *sys.argv[3:]]
+manage.main()
+"""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_file_size_limit_tears_no_line_and_loses_nothing(legacy_session, tmp_path, vendor):
+    if vendor == "sqlite":
+        pytest.skip("not applicable: the limit would stop this process's own writes to the SQLite file too")
+    make_empty(legacy_session, 40)
+    path = tmp_path / "archive.jsonl"
+    limit = 5_000  # the kernel writes up to the limit, then refuses: the last line of a batch is torn
+    options = ["--yes", "--older-than", "1s", "--batch-size", "3", "--archive", str(path)]
+    proc = subprocess.run(
+        [sys.executable, "-c", LIMITED_PRUNER, connection.settings_dict["NAME"], str(limit), *options],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "--archive: writing failed: File too large" in proc.stderr
+    archived = _archived_ids(path)
+    assert 0 < len(archived) < 40 and os.path.getsize(path) <= limit
+    left = set(Session.objects.values_list("pk", flat=True))
+    assert left == {f"gone_{i:04d}" for i in range(40)} - set(archived)

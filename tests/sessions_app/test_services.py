@@ -8,7 +8,6 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from agents_app import db as hermes_db
-from agents_app import registry
 from agents_app.models import LanguageModel
 from sessions_app import _sql, services
 from sessions_app.models import Message, Session
@@ -216,29 +215,6 @@ def test_transient_errors_are_retried_outside_a_transaction(db, monkeypatch):
 
     with pytest.raises(OperationalError, match="no such table"):
         hermes_db.run_with_retry(broken)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_stale_cached_model_id_is_forgotten_and_the_write_retried():
-    append_messages("s1", _msgs("a"), model="m", source="cli")  # committed: the id is now cached
-    assert registry._model_ids
-    # Another process deleted and re-created the model row: the cached id points nowhere.
-    registry._model_ids[("default", "m")] = 10**9
-    _, created = append_messages("s2", _msgs("b"), model="m", source="cli")
-    assert created
-    message = Message.objects.get(session_id="s2")
-    assert message.model_id == LanguageModel.objects.get(name="m").pk
-    assert Session.objects.get(pk="s2").message_count == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_stale_cached_model_id_does_not_break_compression():
-    append_messages("p1", _msgs("a"), model="m", source="cli")
-    registry._model_ids[("default", "m")] = 10**9
-    child = services.compress_session("p1", child_session_id="c1", summary="so far", model="m", source="cli")
-    assert child.parent_session_id == "p1"
-    assert Message.objects.get(session_id="c1").model_id == LanguageModel.objects.get(name="m").pk
-    assert Session.objects.get(pk="p1").end_reason == "compression"
 
 
 MESSAGE_COLUMNS = (

@@ -59,6 +59,8 @@ class Command(HermesCommand):
 
     def handle(self, *args, **options):
         using = options["database"]
+        if not options["no_user"]:
+            self.call(demo.check_admin_username, options["username"])  # before anything is written
         if options["flush"] and options["force"]:
             raise CommandError("--flush and --force contradict each other: pick one.")
         sessions = Session.objects.using(using).count()

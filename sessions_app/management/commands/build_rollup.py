@@ -38,8 +38,8 @@ class Command(HermesCommand):
         )
 
     def handle(self, *args, since, until, full, chunk_days, database, verbosity, **options):
-        since = _day(since, "--since") if since else None
-        until = _day(until, "--until") if until else None
+        since = _day(since, "--since") if since is not None else None
+        until = _day(until, "--until") if until is not None else None
         if full and since:
             raise CommandError("--full rebuilds every day; leave out --since.")
         progress = None

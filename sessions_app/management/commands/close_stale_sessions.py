@@ -2,7 +2,7 @@
 
 import json
 
-from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.analytics import model_key
 from sessions_app.management.base import HermesCommand, describe_duration, parse_duration
 from sessions_app.stale import DEFAULT_BATCH_SIZE, StaleResult, close_stale_sessions
 
@@ -59,7 +59,7 @@ class Command(HermesCommand):
                 "idle_seconds": int(idle.total_seconds()),
                 "cutoff": result.cutoff.isoformat(),
                 "total": result.total_closed,
-                "rows": [{"model": name or NO_MODEL_KEY, "sessions": n} for name, n in rows],
+                "rows": [{"model": model_key(name), "sessions": n} for name, n in rows],
                 "skipped": result.skipped,
                 "batches": result.batches,
             }

@@ -31,6 +31,7 @@ WARNINGS_SHOWN = 20
 
 class Command(HermesCommand):
     formats = ("text", "json")
+    path_options = ("paths",)
     help = (
         "Import sessions and messages from hermes-agent state.db files (opened read-only, never written). "
         "Idempotent and incremental: a second run adds nothing; after a file grows, only what is new is "
@@ -55,7 +56,8 @@ class Command(HermesCommand):
             parser,
             "--batch-size",
             default=DEFAULT_BATCH_SIZE,
-            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}); memory use grows with it, not with the file.",
+            help=f"Rows per transaction (default {DEFAULT_BATCH_SIZE}, at most {MAX_BATCH_SIZE:,}); memory use grows "
+            "with it, not with the file.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Report what would be imported; write nothing.")
         parser.add_argument(

@@ -1,5 +1,6 @@
 """``manage.py prune_empty_sessions``: delete old empty sessions (and old abandoned-agent tally days)."""
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -8,6 +9,7 @@ from pathlib import Path
 from django.core.management.base import CommandError
 
 from agents_app.models import LanguageModel
+from sessions_app.archive import repair_archive_tail
 from sessions_app.management.base import HermesCommand, describe_duration, parse_duration
 from sessions_app.pruning import (
     DEFAULT_BATCH_SIZE,
@@ -20,6 +22,7 @@ from sessions_app.retention import TallyPruneResult, prune_abandoned_tally
 
 class Command(HermesCommand):
     formats = ("table", "json")
+    path_options = ("archive",)
     option_names = {"keep_days": "tally-keep-days"}
 
     help = (
@@ -109,7 +112,7 @@ class Command(HermesCommand):
         elif archive_path == "-":
             result = self.run(dry_run=False, progress=progress, archive=self.stdout, **query)
         else:
-            with open_archive(Path(archive_path), append=options["archive_append"]) as archive:
+            with self.open_archive(Path(archive_path), append=options["archive_append"]) as archive:
                 result = self.run(dry_run=False, progress=progress, archive=archive, **query)
         if progress and self.on_terminal:
             self.stderr.write("")
@@ -117,7 +120,32 @@ class Command(HermesCommand):
         self.report(result, older_than, tally)
 
     def run(self, **kwargs) -> PruneResult:
-        return self.call(prune_empty_sessions, **kwargs)
+        try:
+            return self.call(prune_empty_sessions, **kwargs)
+        except OSError as exc:  # the archive could not be written: a full disk, a closed pipe
+            raise CommandError(
+                f"--archive: writing failed: {exc.strerror or exc}. The batch being archived was not deleted; "
+                "every session deleted before it is in the archive, whole. Make room, then run again with "
+                "--archive-append."
+            ) from None
+
+    @contextlib.contextmanager
+    def open_archive(self, path: Path, *, append: bool):
+        """The archive file (see ``open_archive``); appending first cuts a torn last line, and says so."""
+        with open_archive(path, append=append) as archive:
+            if append:
+                try:
+                    cut = repair_archive_tail(archive)
+                except ValueError as exc:
+                    raise CommandError(f"--archive: {str(path)!r}: {exc}; refusing to append to it.") from None
+                if cut:
+                    self.stderr.write(
+                        self.style.WARNING(
+                            f"--archive: cut a torn last line ({cut:,} bytes) left by an interrupted run; the "
+                            "sessions it was writing were not deleted then, and are archived again now."
+                        )
+                    )
+            yield archive
 
     def prune_tally(self, **kwargs) -> TallyPruneResult:
         return self.call(prune_abandoned_tally, **kwargs)
@@ -192,25 +220,33 @@ class Command(HermesCommand):
 
 
 def check_archive_path(path: Path, *, append: bool) -> None:
-    """``CommandError`` for an archive whose directory does not exist, or an existing file unless ``append``."""
-    if not path.parent.is_dir():
-        raise CommandError(f"--archive: directory {str(path.parent)!r} does not exist.")
-    if path.is_dir():
-        raise CommandError(f"--archive: {str(path)!r} is a directory.")
-    if path.exists() and not append:
-        raise CommandError(f"--archive: {str(path)!r} exists; pass --archive-append to add to it.")
+    """``CommandError`` for an archive whose directory does not exist, or an existing file unless
+    ``append``, or a path the system refuses (too long, no permission)."""
+    try:
+        if not path.parent.is_dir():
+            raise CommandError(f"--archive: directory {str(path.parent)!r} does not exist.")
+        if path.is_dir():
+            raise CommandError(f"--archive: {str(path)!r} is a directory.")
+        if path.exists() and not append:
+            raise CommandError(f"--archive: {str(path)!r} exists; pass --archive-append to add to it.")
+    except OSError as exc:
+        raise CommandError(f"--archive: {str(path)[:200]!r}: {exc.strerror or exc}.") from None
 
 
 def open_archive(path: Path, *, append: bool):
     """The archive file, opened for appending or created (never truncated); a new file's directory
     entry is fsynced too, so the file itself survives a crash."""
     try:
-        archive = path.open("a" if append else "x", encoding="utf-8")
+        archive = path.open("a+" if append else "x", encoding="utf-8")  # a+: the tail is read first
     except OSError as exc:
-        raise CommandError(f"--archive: cannot open {str(path)!r}: {exc.strerror}.") from None
-    descriptor = os.open(path.parent, os.O_RDONLY)
+        raise CommandError(f"--archive: cannot open {str(path)!r}: {exc.strerror or exc}.") from None
     try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+        descriptor = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as exc:
+        archive.close()
+        raise CommandError(f"--archive: cannot sync the directory of {str(path)!r}: {exc.strerror or exc}.") from None
     return archive

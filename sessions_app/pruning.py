@@ -28,10 +28,10 @@ from django.utils import timezone
 
 from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from sessions_app.analytics import exact_name
 from sessions_app.archive import ARCHIVE_FIELDS, write_archive
 from sessions_app.models import Session
 from sessions_app.rollup import rebuild_days, session_days
+from sessions_app.scope import exact_name
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
 DEFAULT_BATCH_SIZE = 1000

@@ -5,13 +5,13 @@ Every renderer takes an ``analytics.EmptySessionReport`` (or, for the abandoned-
 """
 
 import csv
-import datetime as dt
 import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 
 from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow
+from sessions_app.scope import parse_date_bound  # noqa: F401 - its old home, kept for callers
 
 SORTS = ("rate", "sessions", "key")
 ELLIPSIS = "…"
@@ -233,22 +233,6 @@ def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> st
     rule = "-" * (key_width + sum(number_widths) + gaps)
     lines = [line(header), rule, *(line(values) for values in cells[:-1]), rule, line(cells[-1])]
     return "\n".join(lines)
-
-
-def parse_date_bound(text: str) -> dt.date | dt.datetime:
-    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
-    text = text.strip()
-    try:
-        if len(text) == 10:
-            return dt.date.fromisoformat(text)
-        value = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
-        ) from None
-    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _describe_filters(filters: dict) -> str:

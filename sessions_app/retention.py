@@ -11,7 +11,7 @@ from django.utils import timezone
 from agents_app.conf import hermes_settings
 from agents_app.db import filter_exact
 from agents_app.models import AbandonedAgentTally
-from sessions_app.analytics import exact_name
+from sessions_app.scope import exact_name
 
 
 @dataclass(frozen=True)

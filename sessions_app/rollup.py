@@ -29,8 +29,7 @@ from django.db.models import Min
 from django.utils import timezone
 
 from agents_app.db import exact_text, run_with_retry
-from sessions_app.analytics.daily import utc_day
-from sessions_app.analytics.rates import group_expression, session_and_empty_counts
+from sessions_app.aggregates import period_expression, session_counts, utc_day
 from sessions_app.models import Session, SessionDay, SessionRollupState
 
 DEFAULT_CHUNK_DAYS = 7
@@ -178,11 +177,11 @@ def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tu
     the flag). Sources are grouped exactly ("CLI" apart from "cli" on MariaDB too)."""
     connection = connections[using]
     sessions = Session.objects.using(using).order_by().started_between(_midnight(start), _midnight(end))
-    groups = sessions.annotate(day=group_expression("day", connection), source_key=exact_text("source", connection))
-    groups = groups.values("day", "model_id", "source_key", "profile")
+    groups = sessions.annotate(day=period_expression("day", connection), source_key=exact_text("source", connection))
+    groups = groups.values("day", "model_id", "source_key", "profile").annotate(**session_counts())
     days = defaultdict(dict)
-    for day, model_id, source, profile, total, empty in session_and_empty_counts(
-        groups, "day", "model_id", "source_key", "profile"
+    for day, model_id, source, profile, total, empty in groups.values_list(
+        "day", "model_id", "source_key", "profile", "sessions", "empty"
     ):
         days[utc_day(day)][model_id, source, profile] = (total, empty)
     return days

@@ -27,8 +27,8 @@ from django.utils import timezone
 
 from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from sessions_app.analytics import exact_name
 from sessions_app.models import Message, Session
+from sessions_app.scope import exact_name
 
 STALE_REASON = "stale"
 DEFAULT_BATCH_SIZE = 1000

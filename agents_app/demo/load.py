@@ -35,7 +35,7 @@ from agents_app.demo.plan import (
 )
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app import services
-from sessions_app.analytics import empty_condition
+from sessions_app.aggregates import empty_condition
 from sessions_app.models import Message, Session, TrendMarker
 from sessions_app.rollup import rebuild_days, reset_rollup
 from sessions_app.validation import tool_call_total

@@ -3,8 +3,8 @@
 from django import forms
 from django.core.exceptions import ValidationError
 
-from sessions_app import reporting
-from sessions_app.analytics import WEEKLY_AFTER_DAYS, utc_bound
+from sessions_app.analytics import WEEKLY_AFTER_DAYS
+from sessions_app.scope import parse_date_bound, utc_bound
 
 FORMATS = ("html", "csv", "json")
 
@@ -61,7 +61,7 @@ def _date_bound(text: str):
     if not text:
         return None
     try:
-        value = reporting.parse_date_bound(text)
+        value = parse_date_bound(text)
         utc_bound(value)  # 9999-12-31T23:00-05:00 is past the last datetime Python has
     except ValueError as exc:
         raise ValidationError(str(exc)) from None

@@ -3,7 +3,7 @@
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.counts import NO_MODEL_KEY
 from sessions_app.models import DEFAULT_PROFILE
 
 MAX_WARNINGS = 100

@@ -4,14 +4,16 @@ The counts are queries of ``sessions_app.analytics``; these classes only choose 
 """
 
 from django.contrib import admin
+from django.db import transaction
 from django.utils.html import format_html
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app.admin.colours import model_colour_class
-from sessions_app.admin.links import session_changelist_url
-from sessions_app.admin.search import BoundedSearchMixin
-from sessions_app.analytics import is_small_sample, session_counts_by_model, wilson_interval, with_session_counts
+from sessions_app.admin.charts import model_colour_class
+from sessions_app.admin.listing import BoundedSearchMixin, session_changelist_url
+from sessions_app.analytics import is_small_sample, model_split, wilson_interval, with_session_counts
+from sessions_app.ledger import retire_abandoned_agents
 from sessions_app.reporting import format_interval
+from sessions_app.retention import retired_counts
 
 # Above this many models with sessions, the list falls back to correlated counts per model row
 # rather than a CASE with one branch per model.
@@ -28,6 +30,8 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
         "empty_total",
         "empty_rate_percent",
         "empty_rate_interval",
+        "before_marker",
+        "since_marker",
     ]
     list_filter = ["provider"]
     search_fields = ["name"]
@@ -42,11 +46,29 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
         if match is None or match.url_name != "agents_app_languagemodel_changelist":
             return queryset  # the counts are only shown (and sortable) on the list
         # The list asks for its queryset more than once per request (the provider filter's choices
-        # too): count the sessions once.
-        if not hasattr(request, "_session_counts_by_model"):
-            few = LanguageModel.objects.using(queryset.db).count() <= MAX_CASE_MODELS
-            request._session_counts_by_model = session_counts_by_model(queryset.db) if few else None
-        return with_session_counts(queryset, request._session_counts_by_model)
+        # too): read the sessions once.
+        if not hasattr(request, "_model_split"):
+            request._model_split = model_split(using=queryset.db)
+        split = request._model_split
+        if len(split.counts) > MAX_CASE_MODELS:
+            return with_session_counts(queryset)
+        return with_session_counts(queryset, split_columns(split))
+
+    def get_list_display(self, request):
+        # Before/since columns only when there is a marker to split at.
+        if model_split_marker(request) is None:
+            return [name for name in self.list_display if name not in ("before_marker", "since_marker")]
+        return self.list_display
+
+    def changelist_view(self, request, extra_context=None):
+        request._model_split = model_split()
+        marker = request._model_split.marker
+        extra_context = {**(extra_context or {}), "split_marker": marker}
+        if marker is not None:
+            extra_context["subtitle"] = (
+                f"Empty rates all time, and before/since “{marker.label}” ({marker.at:%Y-%m-%d %H:%M} UTC)"
+            )
+        return super().changelist_view(request, extra_context)
 
     def _sessions_url(self, model, **params):
         return session_changelist_url(model__id__exact=model.pk, **params)
@@ -63,13 +85,13 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
 
     @admin.display(description="sessions", ordering="session_count")
     def session_total(self, model):
-        return format_html('<a href="{}">{}</a>', self._sessions_url(model), model.session_count)
+        return format_html('<a href="{}">{}</a>', self._sessions_url(model), f"{model.session_count:,}")
 
     @admin.display(description="empty sessions", ordering="empty_count")
     def empty_total(self, model):
-        return format_html('<a href="{}">{}</a>', self._sessions_url(model, empty="yes"), model.empty_count)
+        return format_html('<a href="{}">{}</a>', self._sessions_url(model, empty="yes"), f"{model.empty_count:,}")
 
-    @admin.display(description="empty rate", ordering="empty_rate")
+    @admin.display(description="empty rate (all time)", ordering="empty_rate")
     def empty_rate_percent(self, model):
         rate = model.empty_count / model.session_count if model.session_count else 0.0
         if model.session_count and is_small_sample(model.session_count):
@@ -83,6 +105,47 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
         if not model.session_count:
             return "-"
         return format_interval(*wilson_interval(model.empty_count, model.session_count))
+
+    @admin.display(description="before the latest marker")
+    def before_marker(self, model):
+        return self._window(model, "before")
+
+    @admin.display(description="since the latest marker")
+    def since_marker(self, model):
+        return self._window(model, "since")
+
+    def _window(self, model, side: str):
+        """The model's empty rate on one side of the latest trend marker, with its sessions;
+        "-" without sessions on that side."""
+        sessions, empty = getattr(model, f"{side}_sessions", 0), getattr(model, f"{side}_empty", 0)
+        if not sessions:
+            return "-"
+        return format_html(
+            '<span class="{}" title="{} of {} sessions empty">{}<span class="help"> of {}</span></span>',
+            "small-sample" if is_small_sample(sessions) else "window-rate",
+            f"{empty:,}",
+            f"{sessions:,}",
+            f"{empty / sessions * 100:.1f}%",
+            f"{sessions:,}",
+        )
+
+
+def model_split_marker(request):
+    split = getattr(request, "_model_split", None)
+    return None if split is None else split.marker
+
+
+def split_columns(split) -> dict[int, dict[str, int]]:
+    """``{model id: {column: value}}``: all-time, before and since counts of ``model_split``."""
+    columns = {}
+    for model_id, counts in split.counts.items():
+        values = {"session_count": counts.total.sessions, "empty_count": counts.total.empty}
+        for side in ("before", "since"):
+            row = getattr(counts, side)
+            values[f"{side}_sessions"] = row.sessions if row else 0
+            values[f"{side}_empty"] = row.empty if row else 0
+        columns[model_id] = values
+    return columns
 
 
 @admin.register(AbandonedAgentTally)
@@ -111,3 +174,17 @@ class AbandonedAgentTallyAdmin(BoundedSearchMixin, admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def delete_model(self, request, obj):
+        """Delete one tally row, its agents moved to the retired ledger in the same transaction
+        (``/metrics``' counter of abandoned agents never goes down)."""
+        using = obj._state.db
+        with transaction.atomic(using=using):
+            row = AbandonedAgentTally.objects.using(using).filter(pk=obj.pk)
+            retire_abandoned_agents(retired_counts(row), using=using)
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic(using=queryset.db):
+            retire_abandoned_agents(retired_counts(queryset), using=queryset.db)
+            super().delete_queryset(request, queryset)

@@ -9,9 +9,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.models import F
 from django.db.models.functions import Collate
@@ -124,3 +125,24 @@ def column_adapter(field, connection) -> Callable | None:
     if kind == "ForeignKey":
         return column_adapter(field.target_field, connection)
     return None
+
+
+@contextmanager
+def consistent_reads(using: str = DEFAULT_DB_ALIAS):
+    """A transaction whose reads all see one snapshot of the database, so figures read by several
+    queries add up (e.g. rows still stored + rows retired, never counted twice or not at all).
+
+    PostgreSQL and MySQL/MariaDB: REPEATABLE READ for this transaction (Django's default is READ
+    COMMITTED, where each statement sees its own snapshot), set before its first query. SQLite: a
+    transaction is a snapshot already. Inside a caller's transaction the caller's snapshot rules.
+    """
+    connection = connections[using]
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=using):
+        if connection.vendor in ("postgresql", "mysql"):
+            with connection.cursor() as cursor:
+                # The first statement of the transaction, so it applies to it (and only to it).
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield

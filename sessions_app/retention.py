@@ -1,16 +1,19 @@
-"""Retention of the abandoned-agent tally: ``prune_empty_sessions`` drops its old days too."""
+"""Retention of the abandoned-agent tally: ``prune_empty_sessions`` drops its old days too, adding
+what they counted to the retired ledger in the same transaction (``/metrics``' counter of
+abandoned agents never goes down)."""
 
 import datetime as dt
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Count, Sum
 from django.utils import timezone
 
 from agents_app.conf import hermes_settings
-from agents_app.db import filter_exact
+from agents_app.db import exact_text, filter_exact
 from agents_app.models import AbandonedAgentTally
+from sessions_app.ledger import retire_abandoned_agents
 from sessions_app.scope import exact_name
 
 
@@ -61,5 +64,17 @@ def prune_abandoned_tally(
     with transaction.atomic(using=using):
         totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
         if not dry_run and totals["rows"]:
+            retire_abandoned_agents(retired_counts(old), using=using)
             old.delete()
     return TallyPruneResult(before=before, rows=totals["rows"], agents=int(totals["agents"] or 0), dry_run=dry_run)
+
+
+def retired_counts(tallies):
+    """``(model name, source, end reason, agents)`` of tally rows, grouped exactly: what deleting
+    them retires into the ledger."""
+    connection = connections[tallies.db]
+    groups = tallies.order_by().values(
+        "model__name", group_source=exact_text("source", connection), group_reason=exact_text("end_reason", connection)
+    )
+    rows = groups.annotate(agents=Sum("count")).values_list("model__name", "group_source", "group_reason", "agents")
+    return [(name, source, reason, int(agents)) for name, source, reason, agents in rows]

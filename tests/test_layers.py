@@ -25,6 +25,32 @@ BOTTOM = (
 )
 APPS = ("agents_app", "sessions_app")
 TOP = ("agents_app.agent", "agents_app.services", "agents_app.demo", "agents_app.management")
+# Inside sessions_app: the writers and what they share with the readers (the scope, the counts,
+# the aggregates, the rollup and the ledgers) never import a reader or a renderer.
+WRITERS = (
+    "sessions_app.services",
+    "sessions_app._flush_sql",
+    "sessions_app.pruning",
+    "sessions_app.stale",
+    "sessions_app.retention",
+    "sessions_app.integrity",
+    "sessions_app.rollup",
+    "sessions_app.ledger",
+    "sessions_app.archive",
+    "sessions_app.importers",
+    "sessions_app.validation",
+    "sessions_app.scope",
+    "sessions_app.counts",
+    "sessions_app.aggregates",
+    "sessions_app.querysets",
+    "sessions_app.models",
+)
+READERS_AND_RENDERERS = (
+    "sessions_app.analytics",
+    "sessions_app.reporting",
+    "sessions_app.admin",
+    "sessions_app.metrics",
+)
 # A module past this many lines is asking to be split by job (STYLE.md), never to be cut in pieces
 # that need each other: a hint, reported by ``test_module_sizes`` rather than failed.
 SIZE_HINT = 300
@@ -120,6 +146,8 @@ def test_imports_flow_down_only(module):
             problems.append(f"{where}: the apps stand alone; nothing of theirs imports the project")
         if _in(module, ("sessions_app",)) and _in(name, TOP):
             problems.append(f"{where}: the middle layer imports the top layer")
+        if _in(module, WRITERS) and _in(name, READERS_AND_RENDERERS):
+            problems.append(f"{where}: a writer imports a reader or a renderer")
     assert not problems
 
 

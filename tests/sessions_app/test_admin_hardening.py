@@ -8,7 +8,7 @@ import pytest
 from django.contrib.messages import get_messages
 from django.urls import reverse
 
-from sessions_app.admin.search import MAX_SEARCH_CHARS
+from sessions_app.admin.listing import MAX_SEARCH_CHARS
 from sessions_app.analytics.rates import EmptySessionReport, RateRow
 from sessions_app.reporting import csv_rows
 

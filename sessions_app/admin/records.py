@@ -1,8 +1,9 @@
-"""The session admin, built to stay fast on tables with millions of rows.
+"""The records' admin: sessions, their messages, and the trend markers operators write.
 
 Sessions and messages are records of what agents wrote: the admin views them and, with the
 permission, deletes them; it never adds or edits one (``has_add_permission`` and
-``has_change_permission`` are False, so the view permission shows a read-only page).
+``has_change_permission`` are False, so the view permission shows a read-only page). A deletion
+keeps the daily rollup's marks and the deleted-sessions ledger in its own transaction.
 
 Every default ordering and filter is backed by an index (see the models' ``Meta.indexes``),
 changelists never count the whole table (``show_full_result_count = False`` and, on PostgreSQL,
@@ -10,24 +11,90 @@ the planner's estimate for unfiltered lists), and no column runs a query per row
 """
 
 from django.contrib import admin, messages
-from django.urls import path
+from django.db import transaction
+from django.forms.models import BaseInlineFormSet
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.text import Truncator
 
-from sessions_app.admin.filters import CauseFilter, EmptyFilter, EndReasonFilter, ProfileFilter, SourceFilter
-from sessions_app.admin.inlines import INLINE_MESSAGES, MessageInline
-from sessions_app.admin.links import message_changelist_url, session_change_url, session_changelist_url
-from sessions_app.admin.paginators import EstimatedCountPaginator
-from sessions_app.admin.search import BoundedSearchMixin
-from sessions_app.admin.views import EmptyRatesView
-from sessions_app.models import DEFAULT_PROFILE, Session
+from sessions_app.admin.listing import (
+    CAUSE_LABELS,
+    BoundedSearchMixin,
+    CauseFilter,
+    EmptyFilter,
+    EndReasonFilter,
+    EstimatedCountPaginator,
+    ProfileFilter,
+    SourceFilter,
+    message_changelist_url,
+    session_change_url,
+    session_changelist_url,
+)
+from sessions_app.admin.rates_page import EmptyRatesView
+from sessions_app.ledger import forget_sessions, mark_sessions_of
+from sessions_app.models import DEFAULT_PROFILE, Message, Session, TrendMarker
 from sessions_app.pruning import delete_empty_sessions
+from sessions_app.rollup import fold_marks
 
 # Longer model names and titles are cut in the session list (the full text is in the tooltip).
 MODEL_CHARS = 14
 TITLE_CHARS = 30
 # Child sessions linked on a session's page.
 LINKED_CHILDREN = 20
+# Messages shown inline on a session's page; the rest are one click away in the message list.
+INLINE_MESSAGES = 50
+NOTE_CHARS = 80
+
+
+# --- the session page's messages ---------------------------------------------------------
+
+
+class CappedMessageFormSet(BaseInlineFormSet):
+    """Only the first ``INLINE_MESSAGES`` messages, so a 20,000-message session opens quickly."""
+
+    def get_queryset(self):
+        if not hasattr(self, "_capped_queryset"):
+            self._capped_queryset = super().get_queryset()[:INLINE_MESSAGES]
+        return self._capped_queryset
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fk_name = "session"
+    formset = CappedMessageFormSet
+    fields = ["message_link", "time", "role", "content_preview", "tool_name", "token_count", "finish_reason"]
+    readonly_fields = fields
+    ordering = ["timestamp", "id"]
+    extra = 0
+    max_num = 0
+    can_delete = False
+    verbose_name_plural = f"messages (the first {INLINE_MESSAGES}, in order)"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="message")
+    def message_link(self, message):
+        url = reverse("admin:sessions_app_message_change", args=[message.pk])
+        return format_html('<a href="{}">#{}</a>', url, message.pk)
+
+    @admin.display(description="time (UTC)")
+    def time(self, message):
+        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="content")
+    def content_preview(self, message):
+        return Truncator(message.content or "").chars(300)
+
+
+# --- sessions ------------------------------------------------------------------------------
 
 
 @admin.register(Session)
@@ -219,7 +286,9 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
         if not session.pk:
             return "-"
         rows = session.messages.count()
-        if rows <= INLINE_MESSAGES:
+        if not rows:
+            text = self._no_messages(session)
+        elif rows <= INLINE_MESSAGES:
             text = format_html(
                 '{} (<a href="{}">open in the message list</a>)', rows, message_changelist_url(session.pk)
             )
@@ -244,6 +313,45 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
             )
         return text
 
+    def _no_messages(self, session):
+        """An empty session says so, and why (its cause, as the reports decide it), with a link to
+        every session of that cause."""
+        sessions = Session.objects.using(session._state.db).filter(pk=session.pk)
+        cause = sessions.with_cause().values_list("cause", flat=True).first()
+        text = mark_safe('<strong class="no-messages">No messages</strong>: this session is empty.')
+        if cause is None:  # a message arrived since the page was asked for
+            return text
+        url = session_changelist_url(cause=cause)
+        return format_html(
+            '{} Why: <a href="{}" class="empty-cause">{}</a> '
+            '<span class="help">({}; all sessions of this cause)</span>',
+            text,
+            url,
+            cause,
+            CAUSE_LABELS[cause],
+        )
+
+    def get_inline_instances(self, request, obj=None):
+        # An empty session has no message to list: its page says so instead of an empty table.
+        if obj is not None and not obj.has_messages:
+            return []
+        return super().get_inline_instances(request, obj)
+
+    def delete_model(self, request, obj):
+        """Delete one session (with its messages), the ledger and the rollup's marks kept in the same transaction."""
+        using = obj._state.db
+        with transaction.atomic(using=using):
+            forget_sessions(Session.objects.using(using).filter(pk=obj.pk))
+            super().delete_model(request, obj)
+        fold_marks(using=using)
+
+    def delete_queryset(self, request, queryset):
+        using = queryset.db
+        with transaction.atomic(using=using):
+            forget_sessions(queryset)
+            super().delete_queryset(request, queryset)
+        fold_marks(using=using)
+
     @admin.action(description="Delete selected empty sessions", permissions=["delete"])
     def delete_selected_empty_sessions(self, request, queryset):
         result = delete_empty_sessions(queryset)
@@ -263,3 +371,84 @@ class SessionAdmin(BoundedSearchMixin, admin.ModelAdmin):
 def _usd(amount) -> str:
     """A cost in US dollars, as precise as it was recorded, or "-" when none was."""
     return "-" if amount is None else f"{amount.normalize():f}"
+
+
+# --- messages ------------------------------------------------------------------------------
+
+
+@admin.register(Message)
+class MessageAdmin(BoundedSearchMixin, admin.ModelAdmin):
+    list_display = ["id", "session_link", "time", "role", "content_preview", "tool_name", "token_count"]
+    list_filter = ["role"]
+    search_fields = ["=session__id"]
+    search_help_text = "Exact session id."
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False  # messages are what agents wrote: the admin views and deletes them only
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def get_list_display(self, request):
+        if self._one_session(request):  # the page title names the session
+            return [name for name in self.list_display if name != "session_link"]
+        return self.list_display
+
+    def get_ordering(self, request):
+        # Within one session: chronological, on the (session, timestamp, id) index. Across the
+        # whole table: newest first on the primary key (there is no index on timestamp alone).
+        return ["timestamp", "id"] if self._one_session(request) else ["-id"]
+
+    @staticmethod
+    def _one_session(request) -> bool:
+        return "session__exact" in request.GET
+
+    def delete_model(self, request, obj):
+        """Delete one message; a session it leaves empty changes its day: marked in the same transaction."""
+        using = obj._state.db
+        with transaction.atomic(using=using):
+            mark_sessions_of(Message.objects.using(using).filter(pk=obj.pk))
+            super().delete_model(request, obj)
+        fold_marks(using=using)
+
+    def delete_queryset(self, request, queryset):
+        using = queryset.db
+        with transaction.atomic(using=using):
+            mark_sessions_of(queryset)
+            super().delete_queryset(request, queryset)
+        fold_marks(using=using)
+
+    @admin.display(description="session", ordering="session_id")
+    def session_link(self, message):
+        url = session_change_url(message.session_id)
+        return format_html('<a href="{}">{}</a>', url, message.session_id)
+
+    @admin.display(description="time (UTC)", ordering="timestamp")
+    def time(self, message):
+        return f"{message.timestamp:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="content")
+    def content_preview(self, message):
+        return Truncator(message.content or "").chars(160)
+
+
+# --- trend markers -------------------------------------------------------------------------
+
+
+@admin.register(TrendMarker)
+class TrendMarkerAdmin(admin.ModelAdmin):
+    list_display = ["at", "label", "short_note"]
+    list_display_links = ["at", "label"]
+    search_fields = ["label", "note"]
+    search_help_text = "Part of a label or note."
+    date_hierarchy = "at"
+    ordering = ["-at", "-id"]
+    fields = ["at", "label", "note"]
+
+    @admin.display(description="note")
+    def short_note(self, marker):
+        return Truncator(marker.note).chars(NOTE_CHARS)

@@ -412,7 +412,7 @@ def page_context(request, model_admin, form, page: AnalyticsPage) -> dict:
         "json_url": download("json"),
         "csv_tables": [(name, download("csv", table=name)) for name in CSV_TABLES[1:]],
         "split": _split(split, drill),
-        "comparison": _comparison(page.comparison),
+        "comparison": None if split else _comparison(page.comparison),  # shown without a marker only
         "markers": page.markers,
         "can_add_marker": request.user.has_perm("sessions_app.add_trendmarker"),
         "markers_url": reverse("admin:sessions_app_trendmarker_changelist"),

@@ -61,7 +61,7 @@ def empty_cause_breakdown(
     check_grouping(by, KEY_GROUPINGS)
     scope = Scope(since=since, until=until, model=model, source=source, profile=profile)
     dims = (by,) if by in ("model", "source", "profile") else ()
-    rows = read_days(scope, dims=dims, causes=True, now=now, grace=grace, using=using).rows
+    rows = read_days(scope, dims=dims, causes=True, now=now, grace=grace, using=using, days=not dims).rows
     return breakdown_of(by, scope, rows)
 
 

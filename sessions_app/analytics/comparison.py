@@ -104,7 +104,7 @@ def window(scope: Scope, since, until, first_day, *, using: str, rollup=READ_STA
     part = scope.within(since, until) if since < until else None
     if part is None:  # a marker at this very instant: nothing yet
         return RateRow(key, 0, 0, 0 if tally_covers(since, first_day) and scope.profile is None else None)
-    rows = read_days(part, dims=(), using=using, status=rollup).rows
+    rows = read_days(part, dims=(), using=using, status=rollup, days=False).rows
     abandoned = None
     if scope.profile is None and tally_covers(since, first_day):
         counts = abandoned_agent_counts(

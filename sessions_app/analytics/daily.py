@@ -121,6 +121,7 @@ def read_days(
     grace: dt.timedelta | None = None,
     using: str = DEFAULT_DB_ALIAS,
     status=READ_STATUS,
+    days: bool = True,
 ) -> DayRead:
     """The sessions of ``scope`` per (UTC day, segment, ``dims``), from the rollup and live.
 
@@ -128,6 +129,7 @@ def read_days(
     segments. ``causes``: count the empty sessions per cause, the grace period counted back from
     ``now`` (default: ``HERMES_OPEN_GRACE``). ``activity``: the summed ``message_count`` and the
     newest start. ``status``: the ``rollup_status()`` a caller read already (None: all live).
+    ``days=False``: no per-day rows (``day`` is None), far fewer groups when days do not matter.
     """
     now = now or dt.datetime.now(dt.UTC)
     status = rollup_status(using=using) if status is READ_STATUS else status
@@ -142,12 +144,12 @@ def read_days(
         split = {cut.date() for cut in cuts if cut != midnight(cut.date())}  # a cut inside a day: read it live
         excluded = set(marks.values_list("day", flat=True).distinct()) | split
         excluded = {day for day in excluded if (first is None or day >= first) and day < end}
+    ranges, excluded = _live_ranges(scope, first, end, excluded)
     rows = []
     if end is not None:
-        rows += _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using)
-    ranges = _live_ranges(scope, first, end, excluded)
+        rows += _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days)
     if ranges:
-        rows += _live_rows(scope, ranges, dims, cuts, stale, activity, using)
+        rows += _live_rows(scope, ranges, dims, cuts, stale, activity, using, days)
     return DayRead(rows=rows, cuts=cuts, status=status, live_from=end, scope=scope)
 
 
@@ -177,12 +179,17 @@ def _rollup_range(scope: Scope, status, stale) -> tuple[dt.date | None, dt.date 
     return first, end
 
 
-def _live_ranges(scope: Scope, first, end, excluded) -> list[tuple]:
-    """The ``[since, until)`` ranges of the scope counted live: all of it without a rollup range,
-    else what lies before and after that range, and its excluded (marked or split) days, merged
-    where they touch."""
+# Live ranges read in one statement, at most: each is its own index range (a UNION ALL branch).
+MAX_LIVE_RANGES = 24
+
+
+def _live_ranges(scope: Scope, first, end, excluded) -> tuple[list[tuple], set]:
+    """The ``[since, until)`` ranges of the scope counted live, and the rollup days left out for
+    them: all of the scope without a rollup range, else what lies before and after that range,
+    and its excluded (marked or split) days, merged where they touch. Past ``MAX_LIVE_RANGES``,
+    the closest ranges are joined, the rollup days between them read live instead."""
     if end is None:
-        return [(scope.since, scope.until)]
+        return [(scope.since, scope.until)], excluded
     ranges = []
     if first is not None and scope.since is not None and scope.since < midnight(first):
         ranges.append((scope.since, midnight(first)))
@@ -196,10 +203,19 @@ def _live_ranges(scope: Scope, first, end, excluded) -> list[tuple]:
             merged[-1] = (merged[-1][0], until)
         else:
             merged.append((since, until))
-    return merged
+    excluded = set(excluded)
+    while len(merged) > MAX_LIVE_RANGES:
+        gap = min(range(len(merged) - 1), key=lambda i: merged[i + 1][0] - merged[i][1])
+        lower, upper = merged[gap][1], merged[gap + 1][0]
+        day = lower.date()
+        while midnight(day) < upper:  # the days between the two ranges leave the rollup read
+            excluded.add(day)
+            day += dt.timedelta(days=1)
+        merged[gap : gap + 2] = [(merged[gap][0], merged[gap + 1][1])]
+    return merged, excluded
 
 
-def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using) -> list[DayCount]:
+def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days) -> list[DayCount]:
     rows = SessionDay.objects.using(using).order_by().filter(day__lt=end)
     if first is not None:
         rows = rows.filter(day__gte=first)
@@ -211,7 +227,17 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
             rows = rows.filter(**{name: getattr(scope, name)})
     if scope.model is not None:
         rows = rows.filter(model__name=scope.model)
-    columns = ["day", *(("model" if dim == "model" else dim) for dim in dims)]
+    columns = [*(["day"] if days else []), *dims]
+    if not days and cuts:
+        # The segment of a whole day: the cuts at or before its midnight (a cut inside a day makes
+        # that day live, so here every cut falls at a midnight or between rollup days).
+        starts = [cut.date() if cut == midnight(cut.date()) else cut.date() + dt.timedelta(days=1) for cut in cuts]
+        whens = [When(day__gte=start, then=Value(index + 1)) for index, start in reversed(list(enumerate(starts)))]
+        rows = rows.annotate(segment=Case(*whens, default=Value(0), output_field=IntegerField()))
+        columns.append("segment")
+    if not columns:  # one total: group by a constant (Django leaves it out of GROUP BY)
+        rows = rows.annotate(whole=Value(1, output_field=IntegerField()))
+        columns.append("whole")
     measures = {"n": Sum("sessions"), "e": Sum("empty")}
     if causes:
         measures.update(lost=Sum("lost_transcript"), ghost=Sum("ghost"), unended=Sum("unended"))
@@ -221,12 +247,17 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
     if "model" in dims:
         grouped = grouped.annotate(name=model_name())
     counts = []
+    segments = {}  # day -> its segment, computed once per day
     for row in grouped:
-        day = row["day"]
+        if row["n"] is None:  # the one total of no row at all
+            continue
+        day = row.get("day")
+        if days and day not in segments:
+            segments[day] = bisect.bisect_right(cuts, midnight(day))
         counts.append(
             DayCount(
                 day=day,
-                segment=bisect.bisect_right(cuts, midnight(day)),
+                segment=segments[day] if days else row.get("segment", 0),
                 model=model_key(row["name"]) if "model" in dims else None,
                 model_id=row.get("model"),
                 source=row.get("source"),
@@ -243,24 +274,21 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
     return counts
 
 
-def _live_rows(scope, ranges, dims, cuts, stale, activity, using) -> list[DayCount]:
+def _live_rows(scope, ranges, dims, cuts, stale, activity, using, days) -> list[DayCount]:
+    """The live ranges counted in one statement: a UNION ALL of one grouped branch per range, so
+    each is an index range of its own (an OR of ranges made SQLite scan a whole index)."""
     connection = connections[using]
     sessions = scope.sessions(Session.objects.using(using).order_by())
-    within = Q()
-    for since, until in ranges:
-        part = Q()
-        if since is not None:
-            part &= Q(started_at__gte=since)
-        if until is not None:
-            part &= Q(started_at__lt=until)
-        within |= part
-    sessions = sessions.filter(within)
-    groups = {"day": period_expression("day", connection)}
+    groups = {}
+    if days:
+        groups["day"] = period_expression("day", connection)
     if "source" in dims:
         groups["source_key"] = exact_text("source", connection)  # "CLI" apart from "cli" on MariaDB too
     if cuts:
         whens = [When(started_at__gte=cut, then=Value(index + 1)) for index, cut in reversed(list(enumerate(cuts)))]
         groups["segment"] = Case(*whens, default=Value(0), output_field=IntegerField())
+    if not groups and not dims:  # one total: group by a constant (Django leaves it out of GROUP BY)
+        groups["whole"] = Value(1, output_field=IntegerField())
     columns = [*groups, *(dim for dim in dims if dim in ("model", "profile"))]
     measures = dict(session_counts())
     if stale is not None:
@@ -269,14 +297,24 @@ def _live_rows(scope, ranges, dims, cuts, stale, activity, using) -> list[DayCou
         measures.update(
             messages=Coalesce(Sum("message_count"), Value(0), output_field=IntegerField()), newest=Max("started_at")
         )
-    grouped = sessions.annotate(**groups).values(*columns).annotate(**measures)
-    if "model" in dims:
-        grouped = grouped.annotate(name=model_name())
+    branches = []
+    for since, until in ranges:
+        branch = (
+            sessions.started_between(since, until).annotate(**groups)
+            if groups
+            else sessions.started_between(since, until)
+        )
+        branch = branch.values(*columns) if columns else branch.values()
+        branch = branch.annotate(**measures)
+        if "model" in dims:
+            branch = branch.annotate(name=model_name())
+        branches.append(branch)
+    grouped = branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
     counts = []
     for row in grouped:
         counts.append(
             DayCount(
-                day=utc_day(row["day"]),
+                day=utc_day(row["day"]) if days else None,
                 segment=row.get("segment", 0),
                 model=model_key(row["name"]) if "model" in dims else None,
                 model_id=row.get("model"),

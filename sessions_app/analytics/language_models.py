@@ -47,7 +47,7 @@ def model_split(
     now = now or timezone.now()
     marker = latest_marker(now, using=using)
     cuts = [marker.at] if marker is not None else []
-    rows = read_days(scope or Scope(), dims=("model",), cuts=cuts, using=using).rows
+    rows = read_days(scope or Scope(), dims=("model",), cuts=cuts, using=using, days=False).rows
     parts: dict[int, list[list[int]]] = {}
     for row in rows:
         if row.model_id is None:
@@ -72,7 +72,7 @@ def session_counts_by_model(
     the reports (``ValidationError`` as ``Scope``)."""
     scope = Scope(since=since, until=until, source=source, profile=profile)
     counts: dict[int, list[int]] = {}
-    for row in read_days(scope, dims=("model",), using=using).rows:
+    for row in read_days(scope, dims=("model",), using=using, days=False).rows:
         if row.model_id is not None:
             pair = counts.setdefault(row.model_id, [0, 0])
             pair[0] += row.sessions

@@ -79,7 +79,13 @@ def metrics_snapshot(*, using: str = DEFAULT_DB_ALIAS, now: dt.datetime | None =
     abandoned: dict[tuple, int] = defaultdict(int)
     with consistent_reads(using):
         days = read_days(
-            Scope(), dims=("model", "source", "profile"), cuts=[recent_since], activity=True, now=read_at, using=using
+            Scope(),
+            dims=("model", "source", "profile"),
+            cuts=[recent_since],
+            activity=True,
+            now=read_at,
+            using=using,
+            days=False,
         )
         for row in days.rows:
             counts = groups[row.model, row.source, row.profile]

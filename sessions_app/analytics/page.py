@@ -1,8 +1,8 @@
 """Everything the analytics page shows, as plain data: the admin renders it as HTML, JSON and CSV.
 
 One read of the days (``daily.read_days``: per day, model and segment, with the causes) feeds the
-per-model table, the causes, the trend, the split at the latest marker and, when the page has no
-date range, the comparison windows; the abandoned-agent tally is read once per (day, model). So
+per-model table, the causes, the trend and the split at the latest marker; the abandoned-agent
+tally is read once per (day, model), and the comparison windows when they are asked for. So
 the page costs a dozen small queries whatever the number of sessions.
 
 What the page says first is the truth of now: with a trend marker, the rates since it beside
@@ -14,6 +14,7 @@ tally's first day, abandoned rates are None ("not tracked").
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 from django.db import DEFAULT_DB_ALIAS
 from django.db.models import Sum
@@ -24,8 +25,8 @@ from agents_app.models import AbandonedAgentTally
 from sessions_app.aggregates import fold_period
 from sessions_app.analytics.abandoned import tally_covers, tally_first_day
 from sessions_app.analytics.breakdown import CauseBreakdown, breakdown_of
-from sessions_app.analytics.comparison import RateComparison, comparison_ranges, rate_comparison
-from sessions_app.analytics.daily import DayRead, RollupStatus, read_days, rollup_status, scope_choices
+from sessions_app.analytics.comparison import RateComparison, rate_comparison
+from sessions_app.analytics.daily import DayRead, RollupStatus, read_days, rollup_status
 from sessions_app.analytics.rates import EmptySessionReport, report_of
 from sessions_app.analytics.trend import (
     check_bucket,
@@ -86,11 +87,17 @@ class AnalyticsPage:
     tally_since: dt.date | None  # the tally's first day (None: empty)
     breakdown: CauseBreakdown  # per model, empty sessions per cause
     trend: Trend
-    comparison: RateComparison
     markers: list[TrendMarker]
-    choices: dict[str, list[str]]  # models, sources and profiles with sessions (the filters' choices)
     now: dt.datetime
     rollup: RollupStatus | None  # how far the daily rollup the page read goes (None: all live)
+    using: str = DEFAULT_DB_ALIAS
+
+    @cached_property
+    def comparison(self) -> RateComparison:
+        """Now versus before (``comparison.rate_comparison``) for the page's model, source and
+        profile: read when first asked for (the HTML page shows it only without a marker; the
+        JSON and CSV always carry it), so the page's own read need not split two more days."""
+        return rate_comparison(scope=self.scope, now=self.now, using=self.using, rollup=self.rollup)
 
 
 def analytics_page(
@@ -104,23 +111,15 @@ def analytics_page(
     status = rollup_status(using=using)
     marker = latest_marker(now, using=using)
     tally_since = tally_first_day(using=using)
-    ranges = comparison_ranges(now, marker)
     cuts = [marker.at] if marker is not None else []
     if tally_since is not None:
         cuts.append(midnight(tally_since))
-    dated = scope.since is not None or scope.until is not None
-    if not dated:  # the comparison's windows come from the same read
-        cuts += [moment for window in ranges.values() for moment in window]
     read = read_days(scope, dims=("model",), cuts=cuts, causes=True, now=now, using=using, status=status)
     first_day = min((row.day for row in read.rows), default=None)
     bucket = bucket or default_bucket(since=scope.since, until=scope.until, now=now, first_day=first_day)
     with_tally = scope.profile is None
     tally = _tally_days(scope, using) if with_tally else {}
     report = report_of("model", scope, read.rows)
-    if dated:
-        comparison = rate_comparison(scope=scope, now=now, using=using, rollup=status)
-    else:
-        comparison = _comparison(read, ranges, marker, tally, tally_since, with_tally)
     return AnalyticsPage(
         scope=scope,
         report=report,
@@ -129,11 +128,10 @@ def analytics_page(
         tally_since=tally_since,
         breakdown=breakdown_of("model", scope, read.rows),
         trend=_trend(read, bucket, report, tally, tally_since, with_tally, now),
-        comparison=comparison,
         markers=trend_markers(since=scope.since, until=scope.until, using=using),
-        choices=scope_choices(using=using),
         now=now,
         rollup=status,
+        using=using,
     )
 
 
@@ -161,9 +159,11 @@ def _tally_in(tally, since: dt.datetime | None, until: dt.datetime | None, model
     """The tally's agents in ``[since, until)`` (a tally day counts when its midnight is in it, as
     in every report), of one model or all: a ``RateRow`` with only ``abandoned`` and reasons."""
     reasons: dict[str, int] = {}
+    first = None if since is None else since.date() + dt.timedelta(days=since != midnight(since.date()))
+    last = None if until is None else until.date() + dt.timedelta(days=until != midnight(until.date()))
     for (day, name), counts in tally.items():
-        start = midnight(day)
-        if (since is None or start >= since) and (until is None or start < until) and (model is None or name == model):
+        # Its midnight in [since, until): from the first midnight at or after since, to before until.
+        if (first is None or day >= first) and (last is None or day < last) and (model is None or name == model):
             for reason, agents in counts.items():
                 reasons[reason] = reasons.get(reason, 0) + agents
     return RateRow(TOTAL_KEY, abandoned=sum(reasons.values()), reasons=reasons)
@@ -222,14 +222,6 @@ def _abandoned(read: DayRead, report: EmptySessionReport, tally, tally_since) ->
     total = RateRow(TOTAL_KEY, total_sessions.sessions, total_sessions.empty, agents.abandoned, agents.reasons)
     filters = read.scope.but(since=since).as_dict() if since is not None else read.scope.as_dict()
     return EmptySessionReport(by="model", filters=filters, rows=joined, total=total, abandoned=True)
-
-
-def _comparison(read: DayRead, ranges, marker, tally, tally_since, with_tally) -> RateComparison:
-    windows = {}
-    for name, (since, until) in ranges.items():
-        row = _sum(read, since, until, key=name) if since < until else RateRow(name)
-        windows[name] = _with_abandoned(row, tally, since, until, tally_since, with_tally)
-    return RateComparison(now=windows["now"], before=windows["before"], ranges=ranges, marker=marker)
 
 
 def _trend(read: DayRead, bucket: str, report, tally, tally_since, with_tally, now) -> Trend:

@@ -90,14 +90,14 @@ def scope_rates(
 ) -> EmptySessionReport:
     """``empty_session_rates`` for a checked ``Scope`` (the grouping checked by the caller)."""
     if by == "cause":
-        rows = read_days(scope, dims=(), causes=True, now=now, grace=grace, using=using).rows
+        rows = read_days(scope, dims=(), causes=True, now=now, grace=grace, using=using, days=False).rows
         sessions = sum(row.sessions for row in rows)
         causes = {cause: sum(getattr(row, cause) for row in rows) for cause in CAUSES}
         report_rows = [RateRow(cause, sessions, causes[cause]) for cause in sorted(causes)]
         total = RateRow(TOTAL_KEY, sessions, sum(causes.values()))
         return EmptySessionReport(by, scope.as_dict(), report_rows, total)
     dims = (by,) if by in ("model", "source", "profile") else ()
-    return report_of(by, scope, read_days(scope, dims=dims, using=using).rows)
+    return report_of(by, scope, read_days(scope, dims=dims, using=using, days=not dims).rows)
 
 
 def row_key(row: DayCount, by: str) -> str:

@@ -420,3 +420,14 @@ def test_promtool_accepts_the_rule_file():
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_outside_any_transaction_reads_one_snapshot(settings, client, legacy_session):
+    """Outside a test's transaction the scrape opens its own, at REPEATABLE READ on PostgreSQL and
+    MariaDB (the statement that sets it must come first there, or the server refuses it)."""
+    settings.HERMES_METRICS_TOKEN = TOKEN
+    legacy_session(GPT, source="cli")
+    _, series = scrape(client, **AUTH)
+    assert series["hermes_sessions"] == {(GPT, "cli", PROFILE): 1}
+    assert series["hermes_sessions_stored_total"] == {(GPT, "cli", PROFILE): 1}

@@ -6,6 +6,7 @@ The counts are queries of ``sessions_app.analytics``; these classes only choose 
 from django.contrib import admin
 from django.db import transaction
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.admin.charts import model_colour_class
@@ -18,6 +19,9 @@ from sessions_app.retention import retired_counts
 # Above this many models with sessions, the list falls back to correlated counts per model row
 # rather than a CASE with one branch per model.
 MAX_CASE_MODELS = 2000
+# Longer model names are cut in the tally list (the full name is in the tooltip).
+TALLY_MODEL_CHARS = 32
+LIST_MODEL_CHARS = 40
 
 
 @admin.register(LanguageModel)
@@ -25,11 +29,9 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
     # Column names differ from the model's "sessions" relation: the changelist would sort by that.
     list_display = [
         "model_name",
-        "provider",
         "session_total",
         "empty_total",
         "empty_rate_percent",
-        "empty_rate_interval",
         "before_marker",
         "since_marker",
     ]
@@ -74,13 +76,17 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
         return session_changelist_url(model__id__exact=model.pk, **params)
 
     class Media:
-        css = {"all": ["sessions_app/empty_rates.css"]}  # the model colours
+        css = {"all": ["sessions_app/empty_rates.css", "sessions_app/session_admin.css"]}  # colours, compact list
 
     @admin.display(description="name", ordering="name")
     def model_name(self, model):
-        """The name with its colour on the analytics page's trend (the same on every page)."""
+        """The name with its colour on the analytics page's trend (the same on every page); a long
+        name is cut, the whole of it in the tooltip."""
         return format_html(
-            '<span class="model-swatch {}" aria-hidden="true"></span>{}', model_colour_class(model.name), model.name
+            '<span class="model-swatch {}" aria-hidden="true"></span><span title="{}">{}</span>',
+            model_colour_class(model.name),
+            model.name,
+            Truncator(model.name).chars(LIST_MODEL_CHARS),
         )
 
     @admin.display(description="sessions", ordering="session_count")
@@ -91,20 +97,19 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
     def empty_total(self, model):
         return format_html('<a href="{}">{}</a>', self._sessions_url(model, empty="yes"), f"{model.empty_count:,}")
 
-    @admin.display(description="empty rate (all time)", ordering="empty_rate")
+    @admin.display(description="empty rate, all time (95% interval)", ordering="empty_rate")
     def empty_rate_percent(self, model):
-        rate = model.empty_count / model.session_count if model.session_count else 0.0
-        if model.session_count and is_small_sample(model.session_count):
-            return format_html(
-                '<span class="small-sample" title="too few sessions to mean much">{}</span>', f"{rate * 100:.1f}%"
-            )
-        return f"{rate * 100:.1f}%"
-
-    @admin.display(description="95% interval")
-    def empty_rate_interval(self, model):
         if not model.session_count:
             return "-"
-        return format_interval(*wilson_interval(model.empty_count, model.session_count))
+        rate = model.empty_count / model.session_count
+        interval = format_interval(*wilson_interval(model.empty_count, model.session_count))
+        return format_html(
+            '<span class="{}" title="{}">{}<span class="rate-interval">{}</span></span>',
+            "small-sample" if is_small_sample(model.session_count) else "",
+            "too few sessions to mean much" if is_small_sample(model.session_count) else "",
+            f"{rate * 100:.1f}%",
+            interval,
+        )
 
     @admin.display(description="before the latest marker")
     def before_marker(self, model):
@@ -152,7 +157,8 @@ def split_columns(split) -> dict[int, dict[str, int]]:
 class AbandonedAgentTallyAdmin(BoundedSearchMixin, admin.ModelAdmin):
     """The abandoned-agent tally, a record: agents write it, ``prune_empty_sessions`` trims it."""
 
-    list_display = ["day", "model", "source", "end_reason", "count"]
+    # The count right after the day, long model names cut: the list fits 1366 px with the filters open.
+    list_display = ["day", "count", "model_name", "source", "end_reason"]
     list_filter = [("day", admin.DateFieldListFilter), "end_reason", "source", "model"]
     list_select_related = ["model"]
     search_fields = ["=model__name", "=source"]
@@ -164,6 +170,14 @@ class AbandonedAgentTallyAdmin(BoundedSearchMixin, admin.ModelAdmin):
     # A record of what agents did: rows are viewed, and deleted one at a time with the permission
     # (prune_empty_sessions trims old days); no bulk delete action, no add, no edit.
     actions = None
+
+    class Media:
+        css = {"all": ["sessions_app/session_admin.css"]}
+
+    @admin.display(description="model", ordering="model__name")
+    def model_name(self, tally):
+        name = tally.model.name
+        return format_html('<span title="{}">{}</span>', name, Truncator(name).chars(TALLY_MODEL_CHARS))
 
     def lookup_allowed(self, lookup, value, request=None):
         # The analytics page links here with ?model__name=<name>: a model's name is its key there.

@@ -146,6 +146,10 @@ def test_markers_partial_bucket_and_read_only_records(http_live_server, legacy_s
         speak(GPT, today - dt.timedelta(days=age, hours=-2), messages=2)
     legacy_session(GPT, started_at=now - dt.timedelta(seconds=30))  # today: partial
     full = speak("openrouter/qwen/qwen3-coder-480b-a35b-instruct:free", today - dt.timedelta(days=3), messages=3)
+    for age in range(8):  # tally rows with the longest model name, and a long message to wrap
+        record_abandoned_agent("openrouter/qwen/qwen3-coder-480b-a35b-instruct:free", "api_server", "never_dispatched",
+                               day=(today - dt.timedelta(days=age)).date())  # fmt: skip
+    speak(GPT, today - dt.timedelta(days=2), messages=1)
     TrendMarker.objects.create(at=today - dt.timedelta(days=4), label="lazy session creation on", note="deploy 42")
     django_user_model.objects.create_superuser("operator", password="a long test password")
     base = http_live_server.url
@@ -180,7 +184,16 @@ def test_markers_partial_bucket_and_read_only_records(http_live_server, legacy_s
                 # The trend numbers scroll inside their box; the page itself never scrolls sideways.
                 page.click("details.trend-numbers summary")
                 assert page.evaluate("document.documentElement.scrollWidth") <= width
+                # On a phone the chart scrolls, and opens at its latest buckets (its right end).
+                scroller = page.locator(".chart-scroll")
+                visible = scroller.bounding_box()
+                latest = page.locator("svg.trend-chart text.partial-label").bounding_box()
+                assert (
+                    visible["x"] - 1 <= latest["x"]
+                    and latest["x"] + latest["width"] <= visible["x"] + visible["width"] + 1
+                )
                 if width == 420:
+                    assert scroller.evaluate("s => s.scrollWidth > s.clientWidth")  # the chart does scroll there
                     wrap = page.locator(".trend-table-wrap")
                     assert wrap.evaluate("w => w.scrollWidth > w.clientWidth")
                     # Chart text stays legible: at least 10 px on screen.
@@ -204,4 +217,15 @@ def test_markers_partial_bucket_and_read_only_records(http_live_server, legacy_s
                     results = page.locator(".results")
                     assert results.evaluate("r => r.scrollWidth <= r.clientWidth + 1")
                 page.screenshot(path=str(ARTIFACTS / f"sessions-{scheme}-{width}.png"), full_page=True)
+                if width == 1366:
+                    # The message, tally and model lists fit beside the sidebar and their filters too.
+                    for url in (
+                        "/admin/sessions_app/message/",
+                        "/admin/agents_app/abandonedagenttally/",
+                        "/admin/agents_app/languagemodel/",
+                    ):
+                        page.goto(base + url)
+                        results = page.locator(".results")
+                        assert results.evaluate("r => r.scrollWidth <= r.clientWidth + 1"), url
+                        assert page.evaluate("document.documentElement.scrollWidth") <= width, url
                 context.close()

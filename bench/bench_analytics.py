@@ -78,9 +78,9 @@ def not_flagged(connection) -> str:
 
 def cause_sql(connection) -> dict[str, tuple[str, list]]:
     """Hand SQL for ``by="cause"``: one row (sessions, lost_transcript, never_ended, open, ghost)."""
-    from django.conf import settings
+    from agents_app.conf import hermes_settings
 
-    stale = connection.ops.adapt_datetimefield_value(NOW - settings.HERMES_OPEN_GRACE)
+    stale = connection.ops.adapt_datetimefield_value(NOW - hermes_settings.HERMES_OPEN_GRACE)
     usage = "(" + " OR ".join(f"s.{column} > 0" for column in USAGE) + ")"
     causes = [
         usage,

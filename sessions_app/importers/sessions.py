@@ -6,7 +6,8 @@ one stays, the row is skipped with its messages and named in ``ImportResult.conf
 
 from agents_app.models import LanguageModel
 from agents_app.registry import language_model
-from sessions_app.importers.report import NO_MODEL, ImportResult, ModelTally
+from sessions_app.counts import RateRow
+from sessions_app.importers.report import NO_MODEL, ImportResult
 from sessions_app.importers.rows import RowConverter, RowError
 from sessions_app.importers.source import Source
 from sessions_app.importers.writer import (
@@ -82,13 +83,13 @@ class SessionPages:
             elif parent:
                 parents[sid] = parent
             new.append(session)
-            tally = page.by_model.setdefault(model or NO_MODEL, ModelTally())
-            tally.sessions += 1
-            if sid in bounds:
-                self._start_messages_after(bounds[sid][0] - 1)
-            else:
-                tally.empty += 1
+            key = model or NO_MODEL
+            empty = sid not in bounds
+            page.by_model[key] = page.by_model.get(key, RateRow(key)) + RateRow(key, 1, int(empty))
+            if empty:
                 page.empty_sessions += 1
+            else:
+                self._start_messages_after(bounds[sid][0] - 1)
         self._resolve_parents(page, new, parents)
         page.sessions_imported += len(new)
         page.sessions_updated += len(changed)

@@ -17,10 +17,11 @@ of a comparison, the last 24 hours. Each row says which segment its sessions sta
 import bisect
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Case, IntegerField, Max, Q, Sum, Value, When
+from django.db.models import Case, Count, IntegerField, Max, Q, Sum, Value, When
 from django.db.models.functions import Coalesce
 
 from agents_app.db import exact_text
@@ -93,6 +94,17 @@ class DayRead:
     live_from: dt.date | None
     scope: Scope
 
+    @cached_property
+    def segment_totals(self) -> dict[tuple, list[int]]:
+        """``{(model key, or None for every model, segment): [sessions, empty]}``, summed once."""
+        totals: dict[tuple, list[int]] = {}
+        for row in self.rows:
+            for model in (row.model, None):
+                pair = totals.setdefault((model, row.segment), [0, 0])
+                pair[0] += row.sessions
+                pair[1] += row.empty
+        return totals
+
     def segments(self, since: dt.datetime | None, until: dt.datetime | None) -> range:
         """The segments of ``[since, until)``: each end None (open), a cut of this read, or outside
         the scope (before it, or after it). ``ValueError`` for another instant inside the scope."""
@@ -135,19 +147,22 @@ def read_days(
     status = rollup_status(using=using) if status is READ_STATUS else status
     stale = stale_before(now, grace) if causes else None
     cuts = sorted({cut for cut in cuts if _inside(cut, scope)})
-    first, end = _rollup_range(scope, status, stale)
+    first, end = _rollup_range(scope, status)
     excluded = set()
     if end is not None:
         marks = RollupMark.objects.using(using).filter(day__lt=end)
         if first is not None:
             marks = marks.filter(day__gte=first)
-        split = {cut.date() for cut in cuts if cut != midnight(cut.date())}  # a cut inside a day: read it live
-        excluded = set(marks.values_list("day", flat=True).distinct()) | split
-        excluded = {day for day in excluded if (first is None or day >= first) and day < end}
+        excluded = {day for day in marks.values_list("day", flat=True).distinct() if first is None or day >= first}
     ranges, excluded = _live_ranges(scope, first, end, excluded)
     rows = []
     if end is not None:
-        rows += _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days)
+        split = _split_plan(first, end, excluded, cuts)
+        placed = {day: segment for day, (_, _, segment) in split.items()}
+        rows += _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days, placed)
+        rows += _split_rows(scope, split, dims, cuts, activity, using, days)
+        if stale is not None:
+            rows += _grace_rows(scope, first, end, excluded, dims, cuts, stale, using, days)
     if ranges:
         rows += _live_rows(scope, ranges, dims, cuts, stale, activity, using, days)
     return DayRead(rows=rows, cuts=cuts, status=status, live_from=end, scope=scope)
@@ -157,7 +172,7 @@ def _inside(cut: dt.datetime, scope: Scope) -> bool:
     return (scope.since is None or cut > scope.since) and (scope.until is None or cut < scope.until)
 
 
-def _rollup_range(scope: Scope, status, stale) -> tuple[dt.date | None, dt.date | None]:
+def _rollup_range(scope: Scope, status) -> tuple[dt.date | None, dt.date | None]:
     """``(first, end)``: the whole UTC days of the scope the rollup may give are ``[first, end)``
     (``first`` None: from the first day there is); ``end`` None: none."""
     if status is None:
@@ -172,8 +187,6 @@ def _rollup_range(scope: Scope, status, stale) -> tuple[dt.date | None, dt.date 
     end = status.watermark
     if scope.until is not None:
         end = min(end, scope.until.date())
-    if stale is not None:
-        end = min(end, stale.astimezone(dt.UTC).date())  # the day of now - grace is read live, and later ones
     if first is not None and first >= end:
         return None, None
     return first, end
@@ -215,7 +228,9 @@ def _live_ranges(scope: Scope, first, end, excluded) -> tuple[list[tuple], set]:
     return merged, excluded
 
 
-def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days) -> list[DayCount]:
+def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, using, days, placed) -> list[DayCount]:
+    """The rollup's rows of ``[first, end)`` less the ``excluded`` days: a day in the segment of
+    its midnight, or, for a split day, the segment ``placed`` gives it (``_split_plan``)."""
     rows = SessionDay.objects.using(using).order_by().filter(day__lt=end)
     if first is not None:
         rows = rows.filter(day__gte=first)
@@ -232,7 +247,8 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
         # The segment of a whole day: the cuts at or before its midnight (a cut inside a day makes
         # that day live, so here every cut falls at a midnight or between rollup days).
         starts = [cut.date() if cut == midnight(cut.date()) else cut.date() + dt.timedelta(days=1) for cut in cuts]
-        whens = [When(day__gte=start, then=Value(index + 1)) for index, start in reversed(list(enumerate(starts)))]
+        whens = [When(day=day, then=Value(segment)) for day, segment in sorted(placed.items())]
+        whens += [When(day__gte=start, then=Value(index + 1)) for index, start in reversed(list(enumerate(starts)))]
         rows = rows.annotate(segment=Case(*whens, default=Value(0), output_field=IntegerField()))
         columns.append("segment")
     if not columns:  # one total: group by a constant (Django leaves it out of GROUP BY)
@@ -253,7 +269,7 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
             continue
         day = row.get("day")
         if days and day not in segments:
-            segments[day] = bisect.bisect_right(cuts, midnight(day))
+            segments[day] = placed.get(day, bisect.bisect_right(cuts, midnight(day)))
         counts.append(
             DayCount(
                 day=day,
@@ -272,6 +288,107 @@ def _rollup_rows(scope, first, end, excluded, dims, cuts, causes, activity, usin
             )
         )
     return counts
+
+
+def _split_plan(first, end, excluded, cuts) -> dict[dt.date, tuple]:
+    """``{day: (live since, live until, segment of the rollup's row)}`` for each rollup day that a
+    cut splits (a marker inside it, the "last 24 hours"). The rollup gives the whole day under one
+    segment, and the smaller side of the day is counted live and moved out of it: the part from
+    the day's first cut on (the rollup's row stays in the segment of its midnight), or the part
+    before its last cut (the row goes to the segment after that cut)."""
+    plan = {}
+    for day in sorted({cut.date() for cut in cuts if cut != midnight(cut.date())}):
+        if (first is not None and day < first) or day >= end or day in excluded:
+            continue
+        inside = [cut for cut in cuts if cut.date() == day]
+        start, stop = midnight(day), midnight(day + dt.timedelta(days=1))
+        if stop - inside[0] <= inside[-1] - start:
+            plan[day] = (inside[0], stop, bisect.bisect_right(cuts, start))
+        else:
+            plan[day] = (start, inside[-1], bisect.bisect_right(cuts, inside[-1]))
+    return plan
+
+
+def _split_rows(scope, plan, dims, cuts, activity, using, days) -> list[DayCount]:
+    """The live side of each split day (``_split_plan``), per segment, moved out of the segment
+    the rollup's row of that day is in (a row for it, and one taking it away). The live side is
+    counted without causes: a day's causes stay with its rollup row (no caller splits causes by
+    segment)."""
+    if not plan:
+        return []
+    ranges = [(since, until) for since, until, _ in plan.values()]
+    moved = _live_rows(scope, ranges, dims, cuts, None, activity, using, True)
+    rows = []
+    for row in moved:
+        placed = plan[row.day][2]
+        day = row.day if days else None
+        rows.append(replace(row, day=day))
+        rows.append(
+            replace(
+                row,
+                day=day,
+                segment=placed,
+                sessions=-row.sessions,
+                empty=-row.empty,
+                messages=-row.messages,
+                newest=None,
+            )
+        )
+    return rows
+
+
+def _grace_rows(scope, first, end, excluded, dims, cuts, stale, using, days) -> list[DayCount]:
+    """The rollup counts an open empty session without usage as ``never_ended`` (all of them are,
+    on a whole day before the grace period). On the rollup's days the grace period reaches into,
+    those started within it are ``open``: counted live (only the open empty ones, a few) and moved
+    from one cause to the other."""
+    lower = max(stale, midnight(first)) if first is not None else stale
+    if scope.since is not None:
+        lower = max(lower, scope.since)
+    if lower >= midnight(end):
+        return []
+    ranges, day = [], lower
+    for marked in sorted(
+        d for d in excluded if midnight(d) >= lower.replace(hour=0, minute=0, second=0, microsecond=0)
+    ):
+        if midnight(marked) > day:
+            ranges.append((day, midnight(marked)))
+        day = max(day, midnight(marked + dt.timedelta(days=1)))
+    if day < midnight(end):
+        ranges.append((day, midnight(end)))
+    if not ranges:
+        return []
+    connection = connections[using]
+    sessions = scope.sessions(Session.objects.using(using).order_by()).open().without_usage().filter(has_messages=False)
+    groups = {"day": period_expression("day", connection)}
+    if "source" in dims:
+        groups["source_key"] = exact_text("source", connection)
+    if cuts:
+        whens = [When(started_at__gte=cut, then=Value(index + 1)) for index, cut in reversed(list(enumerate(cuts)))]
+        groups["segment"] = Case(*whens, default=Value(0), output_field=IntegerField())
+    columns = [*groups, *(dim for dim in dims if dim in ("model", "profile"))]
+    branches = []
+    for since, until in ranges:
+        branch = sessions.started_between(since, until).annotate(**groups).values(*columns).annotate(n=Count("*"))
+        if "model" in dims:
+            branch = branch.annotate(name=model_name())
+        branches.append(branch)
+    grouped = branches[0].union(*branches[1:], all=True) if len(branches) > 1 else branches[0]
+    return [
+        DayCount(
+            day=utc_day(row["day"]) if days else None,
+            segment=row.get("segment", 0),
+            model=model_key(row["name"]) if "model" in dims else None,
+            model_id=row.get("model"),
+            source=row.get("source_key"),
+            profile=row.get("profile"),
+            sessions=0,
+            empty=0,
+            never_ended=-int(row["n"]),
+            open=int(row["n"]),
+        )
+        for row in grouped
+    ]
 
 
 def _live_rows(scope, ranges, dims, cuts, stale, activity, using, days) -> list[DayCount]:

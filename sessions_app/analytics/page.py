@@ -171,12 +171,13 @@ def _tally_in(tally, since: dt.datetime | None, until: dt.datetime | None, model
 
 def _sum(read: DayRead, since, until, model: str | None = None, key: str = TOTAL_KEY) -> RateRow:
     """The sessions of the read in ``[since, until)`` (cuts of the read), of one model or all."""
-    segments = read.segments(since, until)
+    totals = read.segment_totals
     sessions = empty = 0
-    for row in read.rows:
-        if row.segment in segments and (model is None or row.model == model):
-            sessions += row.sessions
-            empty += row.empty
+    for segment in read.segments(since, until):
+        pair = totals.get((model, segment))
+        if pair:
+            sessions += pair[0]
+            empty += pair[1]
     return RateRow(key, sessions, empty)
 
 

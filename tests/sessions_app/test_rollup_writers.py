@@ -62,6 +62,15 @@ def make_history(count: int = 120) -> None:
         if kind == 0:
             messages.append(Message(session_id=session.id, role="user", content="hi", timestamp=started))
             messages.append(Message(session_id=session.id, role="assistant", content="hello", timestamp=started))
+    # Open empty sessions late yesterday: within the grace period (open) for most of today, on a
+    # day the rollup holds, so the readers must split the rollup's unended count by the time.
+    midnight = timezone.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    for i in range(5):
+        sessions.append(
+            Session(
+                id=f"late{i}", model=models[MODELS[0]], source="cli", started_at=midnight - dt.timedelta(hours=2 + i)
+            )
+        )
     Session.objects.bulk_create(sessions)
     Message.objects.bulk_create(messages)
 
@@ -121,6 +130,24 @@ def assert_reads_are_the_rows() -> None:
             sums[name][0] += group["sessions"]
             sums[name][1] += group["empty"]
         assert {row.key: [row.sessions, row.empty] for row in report.rows} == dict(sums), by
+    # Cuts inside a rollup day (a marker three days ago, early or late in the day, or both): the
+    # segments split the day exactly, whichever side of it is counted live.
+    day = timezone.now().replace(minute=0, second=0, microsecond=0) - dt.timedelta(days=3)
+    rows = list(Session.objects.values_list("started_at", "has_messages"))
+    for hours in ((7,), (20,), (7, 20)):
+        cuts = [day.replace(hour=hour) for hour in hours]
+        split = read_days(Scope(), dims=("model", "source"), cuts=cuts, now=now, days=False)
+        sides = defaultdict(lambda: [0, 0])
+        for row in split.rows:
+            sides[row.segment][0] += row.sessions
+            sides[row.segment][1] += row.empty
+        bounds = [None, *cuts, None]
+        want = {}
+        for segment in range(len(cuts) + 1):
+            lower, upper = bounds[segment], bounds[segment + 1]
+            inside = [spoke for at, spoke in rows if (lower is None or at >= lower) and (upper is None or at < upper)]
+            want[segment] = [len(inside), sum(1 for spoke in inside if not spoke)]
+        assert {k: v for k, v in sides.items() if v != [0, 0]} == {k: v for k, v in want.items() if v != [0, 0]}, hours
     causes = empty_session_rates("cause", now=now)
     assert {row.key: row.empty for row in causes.rows} == {
         cause: sum(group.get(cause, 0) for group in expected.values())

@@ -53,7 +53,7 @@ class LanguageModelAdmin(BoundedSearchMixin, admin.ModelAdmin):
             request._model_split = model_split(using=queryset.db)
         split = request._model_split
         if len(split.counts) > MAX_CASE_MODELS:
-            return with_session_counts(queryset)
+            return with_session_counts(queryset, split_at=split.marker.at if split.marker else None)
         return with_session_counts(queryset, split_columns(split))
 
     def get_list_display(self, request):

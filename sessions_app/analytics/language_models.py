@@ -80,15 +80,17 @@ def session_counts_by_model(
     return {model_id: tuple(pair) for model_id, pair in counts.items()}
 
 
-def with_session_counts(queryset, counts: dict[int, dict[str, int]] | None = None, *, scope: Scope | None = None):
+def with_session_counts(
+    queryset, counts: dict[int, dict[str, int]] | None = None, *, scope: Scope | None = None, split_at=None
+):
     """Annotate each ``LanguageModel`` with ``session_count`` and ``empty_count`` (and any other
     column ``counts`` names, e.g. ``before_sessions``); alias ``empty_rate`` (0..1).
 
     With ``counts`` (``{id: {column: value}}``, computed once), the annotations are constants per
     model row (a CASE on its id), so the list can be sorted by them in SQL while the sessions are
-    read only once. Without, two correlated counts per model row (each a range of the (model,
+    read only once. Without, correlated counts per model row (each a range of the (model,
     started_at, has_messages) index): the choice for very many models, where the CASE would grow
-    too long.
+    too long; ``split_at`` (a marker's time) adds the counts before and since it there too.
     """
     if counts is not None:
         columns = sorted({name for values in counts.values() for name in values} | {"session_count", "empty_count"})
@@ -107,6 +109,14 @@ def with_session_counts(queryset, counts: dict[int, dict[str, int]] | None = Non
         queryset = queryset.annotate(
             session_count=subquery_count(sessions), empty_count=subquery_count(sessions.empty())
         )
+        if split_at is not None:
+            before, since = sessions.filter(started_at__lt=split_at), sessions.filter(started_at__gte=split_at)
+            queryset = queryset.annotate(
+                before_sessions=subquery_count(before),
+                before_empty=subquery_count(before.empty()),
+                since_sessions=subquery_count(since),
+                since_empty=subquery_count(since.empty()),
+            )
     return queryset.alias(
         empty_rate=Coalesce(
             Cast(F("empty_count"), FloatField()) / NullIf(Cast(F("session_count"), FloatField()), Value(0.0)),

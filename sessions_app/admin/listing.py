@@ -14,6 +14,7 @@ from django.utils.functional import cached_property
 
 from agents_app.db import filter_exact
 from sessions_app.aggregates import exact_values
+from sessions_app.analytics import scope_choices
 from sessions_app.querysets import CAUSES
 
 # Below this many estimated rows an exact COUNT(*) is cheap, and an exact figure reads better.
@@ -148,11 +149,22 @@ class ExactValueFilter(admin.SimpleListFilter):
         return filter_exact(queryset, self.field_name, self.value())
 
 
-class SourceFilter(ExactValueFilter):
+class RollupValueFilter(ExactValueFilter):
+    """An exact-value filter whose choices come from the daily rollup and the live days
+    (``analytics.scope_choices``), not from a DISTINCT over every session (a full scan on
+    PostgreSQL, which has no skip scan: 0.4 s at 1M sessions, 2.8 s at 10M)."""
+
+    def lookups(self, request, model_admin):
+        if not hasattr(request, "_scope_choices"):
+            request._scope_choices = scope_choices(using=model_admin.model._default_manager.db)
+        return [(value, value) for value in request._scope_choices[self.field_name]]
+
+
+class SourceFilter(RollupValueFilter):
     title = parameter_name = field_name = "source"
 
 
-class ProfileFilter(ExactValueFilter):
+class ProfileFilter(RollupValueFilter):
     """The hermes profile; "work" and "Work" are two choices (and two profiles) on every backend."""
 
     title = parameter_name = field_name = "profile"

@@ -121,7 +121,16 @@ SETTINGS: dict[str, Setting] = {
         "", _token, "Bearer token for GET /metrics; empty: only a staff login with view_session may scrape."
     ),
     "HERMES_METRICS_MAX_MODELS": Setting(
-        50, _whole(1, 100_000), "Model labels on /metrics (by sessions stored); the rest are summed as 'other'."
+        50, _whole(1, 100_000), "Model names /metrics exposes as labels (the first seen); later ones are 'other'."
+    ),
+    "HERMES_METRICS_MAX_SOURCES": Setting(
+        20, _whole(1, 100_000), "Source names /metrics exposes as labels (the first seen); later ones are 'other'."
+    ),
+    "HERMES_METRICS_MAX_PROFILES": Setting(
+        20, _whole(1, 100_000), "Profile names /metrics exposes as labels (the first seen); later ones are 'other'."
+    ),
+    "HERMES_METRICS_MAX_END_REASONS": Setting(
+        20, _whole(1, 100_000), "End reasons /metrics exposes as labels (the first seen); later ones are 'other'."
     ),
 }
 

@@ -1,5 +1,6 @@
 """Small database helpers every app may use: retrying a transaction on a transient conflict,
-comparing text exactly on every backend, and adapting values for raw writers.
+the binary collation that makes key columns exact on MySQL/MariaDB, consistent reads, and
+adapting values for raw writers.
 
 Nothing here knows a model of ours; the apps build on it.
 """
@@ -9,12 +10,11 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
 from django.db.backends.base.operations import BaseDatabaseOperations
-from django.db.models import F
-from django.db.models.functions import Collate
 
 logger = logging.getLogger(__name__)
 
@@ -111,27 +111,6 @@ def binary_collation(connection) -> str:
     return "utf8mb4_nopad_bin" if connection.mysql_is_mariadb else "utf8mb4_0900_bin"
 
 
-def exact_text(field_name: str, connection):
-    """An expression comparing or grouping ``field_name`` exactly on every backend: the column as
-    it is on SQLite and PostgreSQL, under the binary collation on MySQL/MariaDB, whose default
-    collations are case- and trailing-space-insensitive. For a text column that is not a
-    ``KeyField``: every key column of ours (ids, model names, sources, end reasons, profiles) is
-    one, binary-collated by design, and needs neither this nor ``filter_exact``."""
-    if connection.vendor == "mysql":
-        return Collate(F(field_name), binary_collation(connection))
-    return F(field_name)
-
-
-def filter_exact(queryset, field_name: str, value: str):
-    """``queryset`` filtered on ``field_name == value``, exactly. The plain comparison stays, so an
-    index on the column is still used; MySQL/MariaDB then keep only the exact matches."""
-    queryset = queryset.filter(**{field_name: value})
-    connection = connections[queryset.db]
-    if connection.vendor == "mysql":
-        queryset = queryset.alias(_exact=exact_text(field_name, connection)).filter(_exact=value)
-    return queryset
-
-
 _ENCODE_JSON = json.JSONEncoder().encode  # what json.dumps(value) runs when given no options
 
 
@@ -170,3 +149,24 @@ def column_adapter(field, connection) -> Callable | None:
     if kind == "ForeignKey":
         return column_adapter(field.target_field, connection)
     return None
+
+
+@contextmanager
+def consistent_reads(using: str = DEFAULT_DB_ALIAS):
+    """A transaction whose reads all see one snapshot of the database, so figures read by several
+    queries add up (e.g. rows still stored + rows retired, never counted twice or not at all).
+
+    PostgreSQL and MySQL/MariaDB: REPEATABLE READ for this transaction (Django's default is READ
+    COMMITTED, where each statement sees its own snapshot), set before its first query. SQLite: a
+    transaction is a snapshot already. Inside a caller's transaction the caller's snapshot rules.
+    """
+    connection = connections[using]
+    if connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic(using=using):
+        if connection.vendor in ("postgresql", "mysql"):
+            with connection.cursor() as cursor:
+                # The first statement of the transaction, so it applies to it (and only to it).
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        yield

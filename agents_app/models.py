@@ -64,3 +64,24 @@ class AbandonedAgentTally(models.Model):
 
     def __str__(self):
         return f"{self.day} {self.model} {self.source} {self.end_reason}: {self.count}"
+
+
+class RetiredAbandonedAgents(models.Model):
+    """Abandoned agents whose tally rows were deleted (retention, the admin), per model, source and
+    end reason: the ledger that keeps ``/metrics``' ``hermes_abandoned_agents_total`` from going
+    down when old tally days go. Written in the same transaction as the deletion."""
+
+    model = KeyField(max_length=255, help_text="The model name.")
+    source = KeyField(max_length=64)
+    end_reason = KeyField(max_length=64)
+    count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "retired abandoned agents"
+        verbose_name_plural = "retired abandoned agents"
+        constraints = [
+            models.UniqueConstraint(fields=["model", "source", "end_reason"], name="retired_abandoned_key"),
+        ]
+
+    def __str__(self):
+        return f"{self.model} {self.source} {self.end_reason}: {self.count} retired"

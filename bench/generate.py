@@ -1,14 +1,16 @@
 """Fill a benchmark database with many sessions (~35% empty) and their messages, quickly.
 
-    .venv/bin/python bench/generate.py [--sessions 1000000] [--seed 1] [--reset]
+    .venv/bin/python bench/generate.py [--sessions 1000000] [--seed 1] [--reset] [--now 2026-12-06T12:00:00Z]
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/hermes_bench .venv/bin/python bench/generate.py --reset
 
 Without DATABASE_URL the database is the SQLite file /tmp/hermes_bench_scale.sqlite3 (never the
 project's db.sqlite3); bench_analytics.py and bench_admin.py read the same database afterwards.
 A PostgreSQL or MariaDB database named in DATABASE_URL is created if it does not exist.
 
-The data: 8 models, 6 sources and 3 profiles of different popularity, sessions spread evenly over 90 days
-before --end, each empty with a probability that depends on its model and source (~35% overall),
+The data: 8 models, 6 sources and 3 profiles of different popularity, sessions spread evenly over the 90
+days up to --now (default: the current time, so "now" lies inside the data as on a live site and the
+pages' live windows read real rows), each empty with a probability that depends on its model and
+source (~35% overall),
 the others with 1 + Exp(m) messages (user/assistant/tool turns), m chosen so that there are
 --messages-per-session messages per session overall (default 5: 1M sessions, ~5M messages, so
 ~7.6 per non-empty session). Deterministic for a given --seed and --sessions. Rows go in through
@@ -63,6 +65,23 @@ SOURCES = [
 # (profile, share of sessions): hermes keeps one state.db per profile; most users have only "default".
 PROFILES = [("default", 0.75), ("work", 0.20), ("research", 0.05)]
 CHUNK = 20_000  # sessions per transaction
+CUTOVER_SHARE = 0.3  # the last 30% of the days have the abandoned-agent tally and follow a marker
+TALLY_REASONS = (("timeout", 0.6), ("error", 0.3), ("cancelled", 0.1))
+# Every table the generator fills or the read side keeps, children before parents.
+TABLES = (
+    "sessions_app_message",
+    "sessions_app_modelusage",
+    "sessions_app_session",
+    "sessions_app_sessionday",
+    "sessions_app_rollupmark",
+    "sessions_app_sessionrollupstate",
+    "sessions_app_deletedsessions",
+    "sessions_app_metriclabel",
+    "sessions_app_trendmarker",
+    "agents_app_abandonedagenttally",
+    "agents_app_retiredabandonedagents",
+    "agents_app_languagemodel",
+)
 
 SESSION_COLUMNS = (
     "id", "model_id", "source", "user_id", "started_at", "ended_at", "end_reason", "message_count",
@@ -244,6 +263,21 @@ class Writer:
             cur.executemany(sql, rows)  # mysqlclient turns this into multi-row INSERTs
         cur.execute("COMMIT")
 
+    def write_tally(self, rows):
+        """The abandoned-agent tally rows, in one transaction."""
+        p = "%s" if self.vendor != "sqlite" else "?"
+        columns = "day, model_id, source, end_reason, count"
+        cur = self.conn.cursor()
+        rows = [(day if self.vendor == "postgresql" else day.isoformat(), *rest) for day, *rest in rows]
+        sql = f"INSERT INTO agents_app_abandonedagenttally ({columns}) VALUES ({', '.join([p] * 5)})"
+        if self.vendor == "postgresql":
+            with self.conn.transaction():
+                cur.executemany(sql, rows)
+            return
+        cur.execute("BEGIN" if self.vendor == "sqlite" else "START TRANSACTION")
+        cur.executemany(sql, rows)
+        cur.execute("COMMIT")
+
     def analyze(self):
         cur = self.conn.cursor()
         if self.vendor == "sqlite":
@@ -251,34 +285,49 @@ class Writer:
             cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         elif self.vendor == "postgresql":
             # VACUUM also sets the visibility map, which index-only scans need.
-            cur.execute("VACUUM (ANALYZE) sessions_app_session, sessions_app_message, agents_app_languagemodel")
+            cur.execute(
+                "VACUUM (ANALYZE) sessions_app_session, sessions_app_message, agents_app_languagemodel, "
+                "agents_app_abandonedagenttally"
+            )
         else:
             cur.execute("ANALYZE TABLE sessions_app_session, sessions_app_message, agents_app_languagemodel")
             cur.fetchall()
 
 
 def reset(connection) -> None:
-    """Delete every session, message and language model (and the append bench's leftovers)."""
+    """Empty every table of ``TABLES`` that exists (an older schema may lack some)."""
+    existing = set(connection.introspection.table_names())
+    tables = [table for table in TABLES if table in existing]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(
-                "TRUNCATE sessions_app_message, sessions_app_session, agents_app_abandonedagenttally, "
-                "agents_app_languagemodel RESTART IDENTITY"
-            )
+            cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         elif connection.vendor == "mysql":
             cursor.execute("SET foreign_key_checks = 0")
-            for table in ("sessions_app_message", "sessions_app_session", "agents_app_abandonedagenttally"):
+            for table in tables:
                 cursor.execute(f"TRUNCATE TABLE {table}")
-            cursor.execute("TRUNCATE TABLE agents_app_languagemodel")
             cursor.execute("SET foreign_key_checks = 1")
         else:
-            for table in (
-                "sessions_app_message",
-                "sessions_app_session",
-                "agents_app_abandonedagenttally",
-                "agents_app_languagemodel",
-            ):
+            for table in tables:
                 cursor.execute(f"DELETE FROM {table}")
+
+
+def tally_rows(seed: int, start: dt.datetime, days: int, model_ids: dict, per_day: int):
+    """Abandoned-agent tally rows (day, model id, source, end reason, agents) for the last
+    ``CUTOVER_SHARE`` of the days: about ``per_day`` agents a day, spread like the sessions."""
+    rng = random.Random(f"tally-{seed}")
+    first = int(days * (1 - CUTOVER_SHARE))
+    rows = []
+    for offset in range(first, days + 1):
+        day = (start + dt.timedelta(days=offset)).date()
+        for name, model_share, empty in MODELS:
+            for source, source_share, _ in SOURCES:
+                for reason, reason_share in TALLY_REASONS:
+                    agents = round(
+                        per_day * model_share * source_share * reason_share * empty * 2 * rng.uniform(0.5, 1.5)
+                    )
+                    if agents:
+                        rows.append((day, model_ids[name], source, reason, agents))
+    return rows
 
 
 def main() -> int:
@@ -293,10 +342,10 @@ def main() -> int:
     )
     parser.add_argument("--days", type=int, default=90, help="Days the sessions span (default %(default)s).")
     parser.add_argument(
-        "--end",
-        type=dt.date.fromisoformat,
-        default=dt.date(2026, 11, 1),
-        help="UTC day after the last session, YYYY-MM-DD (default %(default)s; fixed so runs are comparable).",
+        "--now",
+        type=lambda text: dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC),
+        default=dt.datetime.now(dt.UTC),
+        help="When the data ends, an ISO datetime (default: the current time, so now lies inside the data).",
     )
     parser.add_argument(
         "--reset", action="store_true", help="Delete the sessions, messages and models already in the database."
@@ -313,7 +362,7 @@ def main() -> int:
     from django.db import connection
 
     from agents_app.models import LanguageModel
-    from sessions_app.models import Session
+    from sessions_app.models import Session, TrendMarker
 
     create_database_if_missing(connection)
     call_command("migrate", verbosity=0)
@@ -326,7 +375,7 @@ def main() -> int:
 
     started = time.perf_counter()
     model_ids = {name: LanguageModel.objects.create(name=name).pk for name, _, _ in MODELS}
-    end = dt.datetime(args.end.year, args.end.month, args.end.day, tzinfo=dt.UTC)
+    end = args.now
     n_sessions = n_messages = n_empty = 0
     with Writer(connection) as writer:
         for sessions, messages in sessions_and_messages(
@@ -341,13 +390,20 @@ def main() -> int:
         loaded = time.perf_counter() - started
         if sys.stderr.isatty():
             print(file=sys.stderr)
+        start = end - dt.timedelta(days=args.days)
+        tally = tally_rows(args.seed, start, args.days, model_ids, per_day=args.sessions // args.days // 10 or 1)
+        writer.write_tally(tally)
+        cutover = start + dt.timedelta(days=int(args.days * (1 - CUTOVER_SHARE)), hours=9, minutes=30)
+        TrendMarker.objects.create(at=cutover, label="lazy session creation on", note="bench/generate.py")
         writer.analyze()
     total = time.perf_counter() - started
     print(
         f"generated on {connection.vendor} ({connection.settings_dict['NAME']}): {n_sessions:,} sessions "
         f"({n_empty:,} empty = {n_empty / n_sessions:.1%}), {n_messages:,} messages, "
         f"{len(MODELS)} models, {len(SOURCES)} sources, {len(PROFILES)} profiles, "
-        f"{args.days} days before {args.end}, seed {args.seed}"
+        f"{args.days} days up to {args.now:%Y-%m-%d %H:%M} UTC, {len(tally):,} tally rows "
+        f"({sum(row[4] for row in tally):,} abandoned agents), a marker at {cutover:%Y-%m-%d %H:%M}, "
+        f"seed {args.seed}"
     )
     print(
         f"time: {loaded:.1f}s to load ({n_messages / loaded:,.0f} messages/s), {total:.1f}s with ANALYZE; "

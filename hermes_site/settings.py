@@ -20,6 +20,8 @@ Environment:
     HERMES_SQLITE_SYNCHRONOUS  SQLite durability: NORMAL (default) or FULL
     HERMES_METRICS_TOKEN       bearer token for GET /metrics (default: none, staff login only)
     HERMES_METRICS_MAX_MODELS  model names exposed by /metrics, the rest as "other" (default 50)
+    HERMES_METRICS_MAX_SOURCES, HERMES_METRICS_MAX_PROFILES, HERMES_METRICS_MAX_END_REASONS
+                               the same for sources, profiles and end reasons (default 20 each)
     HERMES_OPEN_GRACE          how long an open empty session may still speak (24h; 30m, 7d, seconds)
 
 A bad value stops start-up with one ImproperlyConfigured line naming the variable and what it

@@ -5,6 +5,9 @@ counters (``message_count``, ``tool_call_count``: the active rows, as hermes-age
 the save path and the importer, so in normal operation nothing here
 finds drift; it is for databases restored from a backup, loaded with triggers off, or written by
 a tool that bypassed the save path.
+
+It also checks the daily rollup: every unmarked day before the watermark must hold what its
+sessions add up to (``rollup.check_days``); ``--repair`` recomputes the days that do not.
 """
 
 from dataclasses import dataclass, field
@@ -13,7 +16,7 @@ from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Count, Q
 
 from sessions_app.models import Message, Session
-from sessions_app.rollup import rebuild_days, session_days
+from sessions_app.rollup import check_days, fold_marks, mark_days, old_day, rebuild_days
 from sessions_app.validation import tool_call_total
 
 DEFAULT_BATCH_SIZE = 2000
@@ -36,10 +39,12 @@ class SessionDrift:
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DRIFT_KINDS, 0))
     examples: dict[str, list[str]] = field(default_factory=lambda: {kind: [] for kind in DRIFT_KINDS})
     repaired: bool = False
+    rollup_days_checked: int = 0
+    rollup_days_off: list = field(default_factory=list)  # UTC days whose rollup rows were not the rows' sums
 
     @property
     def total(self) -> int:
-        return sum(self.counts.values())
+        return sum(self.counts.values()) + len(self.rollup_days_off)
 
     def add(self, kind: str, session_id: str) -> None:
         self.counts[kind] += 1
@@ -63,22 +68,26 @@ def verify_sessions(
     at a time (keyset over ids; a few queries per batch, none per session).
 
     Read-only unless ``repair``: then each batch locks its sessions, recounts and fixes them in
-    the same short transaction, and the daily rollup's days of the sessions whose flag was
-    fixed are rebuilt at the end. A read-only pass re-checks a batch's suspects under a lock before
+    the same short transaction, marking the daily rollup's days of the sessions it fixed, and the
+    marks are folded at the end. A read-only pass re-checks a batch's suspects under a lock before
     reporting them, so a writer committing between two of its queries is not counted as drift.
+    Then the rollup itself is checked against the sessions, day by day (and repaired).
     """
     if not 1 <= batch_size <= MAX_BATCH_SIZE:
         raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, got {batch_size}.")
     drift = SessionDrift(repaired=repair)
-    days = set()  # of the sessions whose flag was repaired
     try:
-        _check_batches(drift, days, repair=repair, batch_size=batch_size, using=using)
+        _check_batches(drift, repair=repair, batch_size=batch_size, using=using)
     finally:
-        rebuild_days(days, using=using)
+        if repair:
+            fold_marks(using=using)
+    drift.rollup_days_checked, drift.rollup_days_off = check_days(using=using)
+    if repair and drift.rollup_days_off:
+        rebuild_days(drift.rollup_days_off, using=using)
     return drift
 
 
-def _check_batches(drift: SessionDrift, days: set, *, repair: bool, batch_size: int, using: str) -> None:
+def _check_batches(drift: SessionDrift, *, repair: bool, batch_size: int, using: str) -> None:
     last = None
     while True:
         with transaction.atomic(using=using):
@@ -101,9 +110,9 @@ def _check_batches(drift: SessionDrift, days: set, *, repair: bool, batch_size: 
                     drift.add(kind, row[0])
             if repair and suspects:
                 _repair(using, suspects)
-                flipped = [row[0] for row, truth in suspects if row[1] != truth.has_messages]
-                started = Session.objects.using(using).filter(pk__in=flipped).values_list("started_at", flat=True)
-                days |= session_days(started) if flipped else set()
+                repaired = [row[0] for row, _ in suspects]
+                started = Session.objects.using(using).filter(pk__in=repaired).values_list("started_at", flat=True)
+                mark_days({day for moment in started if (day := old_day(moment)) is not None}, using=using)
         drift.sessions_checked += len(batch)
         last = batch[-1][0]
 

@@ -210,11 +210,12 @@ class TrendMarker(models.Model):
 
 
 class SessionDay(models.Model):
-    """Sessions and empty sessions started on one UTC day, per model, source and profile: the rollup
-    the per-day trend reads for the days before the watermark (``SessionRollupState``).
+    """What the sessions started on one UTC day add up to, per model, source and profile: the rollup
+    every aggregate reads for the whole days before the watermark (``SessionRollupState``).
 
     Written only by ``sessions_app.rollup`` (never by a trigger: one hot row per day would
-    serialize the writers), which replaces a day's rows in one transaction.
+    serialize the writers), which replaces a day's rows in one transaction. A writer that changes
+    a day marks it (``RollupMark``) in its own transaction; readers count marked days live.
     """
 
     day = models.DateField(help_text="UTC day the sessions started.")
@@ -233,6 +234,17 @@ class SessionDay(models.Model):
     profile = KeyField(max_length=PROFILE_MAX_LENGTH)
     sessions = models.PositiveBigIntegerField()
     empty = models.PositiveBigIntegerField(help_text="Sessions without a message row (the has_messages flag).")
+    # Why the empty ones are empty (analytics.causes); they add up to ``empty``. An open empty
+    # session without usage is "open" or "never_ended" depending on the time of the read, so the
+    # rollup keeps them together; readers split them (whole days before the grace period are all
+    # never_ended). Database defaults, so a writer that lists only the older columns still inserts.
+    lost_transcript = models.PositiveBigIntegerField(default=0, db_default=0, help_text="Empty, with usage.")
+    ghost = models.PositiveBigIntegerField(default=0, db_default=0, help_text="Empty, no usage, ended.")
+    unended = models.PositiveBigIntegerField(default=0, db_default=0, help_text="Empty, no usage, still open.")
+    messages = models.PositiveBigIntegerField(
+        default=0, db_default=0, help_text="Sum of the sessions' message_count counters: their active messages."
+    )
+    newest = models.DateTimeField(null=True, blank=True, help_text="The latest start among these sessions.")
 
     class Meta:
         verbose_name = "session day"
@@ -249,7 +261,8 @@ class SessionDay(models.Model):
 
 class SessionRollupState(models.Model):
     """The one row that says how far ``SessionDay`` goes: every UTC day before ``watermark`` is in it
-    (a day without sessions has no row), the days from ``watermark`` on are read live."""
+    (a day without sessions has no row; a marked day is read live), the days from ``watermark`` on
+    are read live."""
 
     id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
     watermark = models.DateField(null=True, help_text="The first UTC day not in the rollup; empty: not built.")
@@ -305,3 +318,59 @@ class ModelUsage(models.Model):
 
     def __str__(self):
         return f"{self.session_id} {self.model or '(none)'}{f' [{self.task}]' if self.task else ''}"
+
+
+class RollupMark(models.Model):
+    """A UTC day whose rollup rows may no longer match its sessions: written by the writer that
+    changed the day, in the transaction of its change, so a crash never leaves the change unmarked.
+
+    Readers count a marked day live; ``rollup.fold_marks`` (the end of a writer's run, every build)
+    recomputes it and deletes the marks it saw. Rows are only ever inserted and deleted by id (no
+    key to fight over: concurrent writers never wait for each other here).
+    """
+
+    day = models.DateField(db_index=True)
+
+    class Meta:
+        verbose_name = "rollup mark"
+
+    def __str__(self):
+        return f"{self.day} marked"
+
+
+class DeletedSessions(models.Model):
+    """Sessions our writers deleted (prune, the admin), per model, source and profile: the ledger
+    that keeps ``/metrics``' ``hermes_sessions_stored_total`` from going down when sessions go.
+    Written in the same transaction as the deletion."""
+
+    model = KeyField(max_length=255, help_text='The model name; "" for sessions without one.')
+    source = KeyField(max_length=64)
+    profile = KeyField(max_length=PROFILE_MAX_LENGTH)
+    sessions = models.PositiveBigIntegerField(default=0)
+    messages = models.PositiveBigIntegerField(default=0, help_text="Their message_count counters, summed.")
+
+    class Meta:
+        verbose_name = "deleted sessions"
+        verbose_name_plural = "deleted sessions"
+        constraints = [models.UniqueConstraint(fields=["model", "source", "profile"], name="deleted_sessions_key")]
+
+    def __str__(self):
+        return f"{self.model or '(none)'} {self.source} {self.profile}: {self.sessions} deleted"
+
+
+class MetricLabel(models.Model):
+    """A label value ``/metrics`` has exposed (a model, source, profile or end reason), and whether
+    under its own name or as ``other``: decided once, when the value is first scraped, and never
+    changed, so a counter's series never moves between labels (no re-ranking)."""
+
+    dimension = KeyField(max_length=16)
+    value = KeyField(max_length=255)
+    named = models.BooleanField(help_text="Exposed under its own name; otherwise summed as 'other'.")
+
+    class Meta:
+        verbose_name = "metric label"
+        ordering = ["dimension", "id"]
+        constraints = [models.UniqueConstraint(fields=["dimension", "value"], name="metric_label_key")]
+
+    def __str__(self):
+        return f"{self.dimension}={self.value!r} ({'named' if self.named else 'other'})"

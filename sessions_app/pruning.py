@@ -13,6 +13,11 @@ object (``archive_record``) and the file is flushed and fsynced inside the batch
 after the DELETE and before its COMMIT: a crash can leave archived rows that were not deleted
 (a rerun archives them again: duplicates, by id, are possible), never a deleted row that is not
 in the archive.
+
+The rollup and the ledger are kept in the batch's transaction too: the past days of the deleted
+sessions are marked (``rollup.mark_days``) and the sessions added to the deleted-sessions ledger,
+so a kill at any point leaves both right; the marks are folded at the end of the run (or by the
+next run, read or build after a crash).
 """
 
 import datetime as dt
@@ -28,12 +33,15 @@ from django.utils import timezone
 
 from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from sessions_app.analytics import exact_name
 from sessions_app.archive import ARCHIVE_FIELDS, write_archive
+from sessions_app.ledger import record_deleted_sessions
 from sessions_app.models import Session
-from sessions_app.rollup import rebuild_days, session_days
+from sessions_app.rollup import fold_marks, mark_days, old_day
+from sessions_app.scope import exact_name
 
 DEFAULT_GRACE = dt.timedelta(hours=24)
+# What the ledger and the rollup's marks need of a deleted session.
+_LEDGER_FIELDS = ("model_id", "source", "profile", "message_count", "started_at")
 DEFAULT_BATCH_SIZE = 1000
 MAX_BATCH_SIZE = 10_000
 
@@ -126,13 +134,13 @@ def prune_empty_sessions(
     # PostgreSQL planned a merge anti-join that re-read an index from its start for every page.
     scan = scope.empty().started_before(cutoff)
     scan = (scan if include_open else scan.ended()).with_has_children()
-    scan = scan.order_by("pk").values_list("pk", "model_id", "started_at", "has_children")
+    scan = scan.order_by("pk").values_list("pk", "model_id", "has_children")
 
     def candidates():
         last_pk = None
         while rows := list((scan if last_pk is None else scan.filter(pk__gt=last_pk))[:batch_size]):
             last_pk = rows[-1][0]  # in the database's order, which may differ from Python's
-            yield from ((pk, (model_id, started)) for pk, model_id, started, children in rows if not children)
+            yield from ((pk, model_id) for pk, model_id, children in rows if not children)
 
     condition = Session.objects.prunable_condition(cutoff, include_open=include_open)
     deleted = Counter()
@@ -159,14 +167,14 @@ def delete_empty_sessions(queryset) -> EmptyDeletion:
     selected = queryset.count()
     with_children = queryset.empty().with_children().count()
     condition = Session.objects.prunable_condition(include_open=True)
-    candidates = queryset.filter(condition).order_by("pk").values_list("pk", "model_id", "started_at")
+    candidates = queryset.filter(condition).order_by("pk").values_list("pk", "model_id")
     deleted = 0
 
     def on_batch(deleted_models: list, locked: int, candidates: int) -> None:
         nonlocal deleted
         deleted += len(deleted_models)
 
-    candidates = ((pk, (model_id, started)) for pk, model_id, started in candidates.iterator())
+    candidates = candidates.iterator()
     _delete_in_batches(candidates, condition, batch_size=500, using=using, on_batch=on_batch)
     return EmptyDeletion(
         deleted, kept_with_messages=selected - deleted - with_children, kept_with_children=with_children
@@ -176,20 +184,18 @@ def delete_empty_sessions(queryset) -> EmptyDeletion:
 def _delete_in_batches(
     candidates: Iterable[tuple], condition: Q, *, batch_size: int, using: str, on_batch, archive=None
 ) -> None:
-    """Delete ``(pk, (model_id, started_at))`` candidates that still meet ``condition``, a
-    transaction per batch; ``on_batch(deleted model ids, locked, candidates)`` after each. Then
-    (also after an error) rebuild the daily rollup's days of the deleted sessions."""
+    """Delete ``(pk, model_id)`` candidates that still meet ``condition``, a transaction per
+    batch; ``on_batch(deleted model ids, locked, candidates)`` after each. Then (also after an
+    error) fold the rollup's marks: the days of the deleted sessions, marked batch by batch."""
     candidates = iter(candidates)
-    days = set()  # of the deleted sessions: a set of days stays small whatever the prune deletes
     try:
         while batch := dict(itertools.islice(candidates, batch_size)):
             deleted_ids, locked_ids = run_with_retry(
                 lambda b=batch: _delete_batch(condition, b, using=using, archive=archive), using=using
             )
-            days |= session_days(batch[pk][1] for pk in deleted_ids)
-            on_batch([batch[pk][0] for pk in deleted_ids], len(locked_ids), len(batch))
+            on_batch([batch[pk] for pk in deleted_ids], len(locked_ids), len(batch))
     finally:
-        rebuild_days(days, using=using)
+        fold_marks(using=using)
 
 
 def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tuple[set, set]:
@@ -208,6 +214,7 @@ def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tup
     3. With an ``archive``, the rows still eligible were read whole (under the lock) before the
        DELETE, which is limited to them; the ones it did delete are written, flushed and fsynced
        before the transaction commits.
+    4. The deleted sessions go into the ledger and their past days are marked, before the COMMIT.
     """
     features = connections[using].features
     sessions = Session.objects.using(using)
@@ -217,12 +224,12 @@ def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tup
         locked = set(lock.values_list("pk", flat=True))
         if not locked:
             return set(), locked
-        rows = {}
+        eligible = sessions.filter(condition, pk__in=list(locked)).order_by("pk")
         if archive is not None:
-            eligible = sessions.filter(condition, pk__in=list(locked)).order_by("pk")
             rows = {row["id"]: row for row in eligible.values(*ARCHIVE_FIELDS)}
             targets = set(rows)
         else:
+            rows = {row["id"]: row for row in eligible.values("id", *_LEDGER_FIELDS)}
             targets = locked
         count = _delete_where(sessions.filter(condition, pk__in=list(targets))) if targets else 0
         deleted = targets
@@ -231,6 +238,9 @@ def _delete_batch(condition: Q, batch: dict, *, using: str, archive=None) -> tup
             deleted = targets - set(sessions.filter(pk__in=list(targets)).values_list("pk", flat=True))
         if archive is not None and deleted:
             write_archive(archive, [rows[pk] for pk in rows if pk in deleted])
+        gone = [rows[pk] for pk in rows if pk in deleted]
+        record_deleted_sessions(([row[name] for name in _LEDGER_FIELDS[:4]] for row in gone), using=using)
+        mark_days({day for row in gone if (day := old_day(row["started_at"])) is not None}, using=using)
         return deleted, locked
 
 

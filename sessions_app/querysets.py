@@ -9,7 +9,7 @@ meaning everywhere: model, source and profile match exactly (byte for byte, Mari
 import datetime as dt
 
 from django.db import models
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Case, Exists, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from agents_app.conf import hermes_settings
@@ -102,6 +102,16 @@ class SessionQuerySet(models.QuerySet):
         """Empty sessions of one cause (``CAUSES``; ``ValueError`` otherwise), the grace period
         counted back from ``now`` (see ``cause_condition`` and ``stale_before``)."""
         return self.empty().filter(cause_condition(cause, stale_before=stale_before(now, grace)))
+
+    def with_cause(self, *, now: dt.datetime | None = None, grace: dt.timedelta | None = None):
+        """Annotate ``cause``: an empty session's cause (``CAUSES``, the first that applies), None
+        for a session with messages; the grace period counted back from ``now``."""
+        stale = stale_before(now, grace)
+        whens = [
+            When(Q(has_messages=False) & cause_condition(cause, stale_before=stale), then=Value(cause))
+            for cause in CAUSES
+        ]
+        return self.annotate(cause=Case(*whens, default=None, output_field=models.CharField()))
 
     def open(self):
         """Sessions that have not ended."""

@@ -1,22 +1,24 @@
 """Rendering of empty-session reports as JSON, CSV and text tables, shared by the command and the admin.
 
-Every renderer takes an ``analytics.EmptySessionReport`` (or, for the abandoned-agent columns, an
-``analytics.AbandonedAgentReport``) and shows the same numbers; none queries.
+Every renderer takes an ``analytics.EmptySessionReport`` (with the abandoned-agent tally's figures
+for the abandoned columns) and shows the same numbers; none queries.
+
+Tables print every name whole (the key column is as wide as the longest key: a model name can be
+pasted back into ``--model``), counts with thousands separators and rates with one decimal, the
+same everywhere; a period cut by the range or still filling is marked ``(partial)``. A figure that
+was not measured prints as "not tracked". JSON and CSV carry full-precision values.
 """
 
 import csv
-import datetime as dt
 import json
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import replace
 
-from django.core.exceptions import ValidationError
-
-from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow, utc_bound
+from sessions_app.analytics import CAUSES, CauseBreakdown, EmptySessionReport, RateRow
+from sessions_app.scope import parse_date_bound  # noqa: F401 - its old home, kept for callers
 
 SORTS = ("rate", "sessions", "key")
-ELLIPSIS = "…"
 # Spreadsheets run a cell starting with one of these as a formula (CSV injection): the ASCII
 # operators, their full-width forms (U+FF1D and so on: East Asian input methods type them, and
 # spreadsheets read them as the ASCII ones), and tab/CR. Leading blanks (space, no-break space,
@@ -79,8 +81,16 @@ def write_csv(report: EmptySessionReport, file, *, neutralise_formulas: bool = T
     writer.writerows(csv_rows(report, neutralise_formulas=neutralise_formulas))
 
 
-def format_percent(rate: float) -> str:
-    return f"{rate * 100:.1f}%"
+NOT_TRACKED = "not tracked"
+PARTIAL = " (partial)"
+
+
+def format_percent(rate: float | None) -> str:
+    return NOT_TRACKED if rate is None else f"{rate * 100:.1f}%"
+
+
+def format_count(count: int | None) -> str:
+    return NOT_TRACKED if count is None else f"{count:,}"
 
 
 def format_interval(low: float, high: float) -> str:
@@ -88,59 +98,73 @@ def format_interval(low: float, high: float) -> str:
     return f"{low * 100:.1f}\u2013{high * 100:.1f}%"
 
 
-def format_table(report: EmptySessionReport, *, sort: str = "rate", width: int = 80) -> str:
-    """Aligned columns ``<by>  sessions  empty  rate  95% interval``, rows in ``sort`` order, then a
-    TOTAL line.
+def _partial(rows, partial) -> frozenset:
+    """The keys of ``partial`` that are rows of this table (a period without sessions has no row)."""
+    return frozenset(partial) & {row.key for row in rows}
 
-    Keys longer than the room left by the number columns within ``width`` are cut with an
-    ellipsis, so the columns stay aligned in an ``width``-column terminal. A report without
-    sessions says so in words.
-    """
+
+def _key(row, partial) -> str:
+    return row.key + PARTIAL if row.key in partial else row.key
+
+
+def _footnote(partial) -> str:
+    return f"\n{PARTIAL.strip()}: the range cuts this period, or it is still filling." if partial else ""
+
+
+def format_table(report: EmptySessionReport, *, sort: str = "rate", partial=frozenset()) -> str:
+    """Aligned columns ``<by>  sessions  empty  rate  95% interval``, rows in ``sort`` order, then a
+    TOTAL line; keys whole, ``partial`` period keys marked. A report without sessions says so in
+    words."""
     rows = sort_rows(report.rows, sort)
     if not report.total.sessions:
         return f"No sessions{_describe_filters(report.filters)}."
+    partial = _partial(rows, partial)
     header = [report.by, "sessions", "empty", "rate", "95% interval"]
     cells = [
         [
-            row.key,
-            str(row.sessions),
-            str(row.empty),
+            _key(row, partial),
+            format_count(row.sessions),
+            format_count(row.empty),
             format_percent(row.rate),
             format_interval(row.rate_low, row.rate_high),
         ]
         for row in [*rows, report.total]
     ]
-    return _aligned(header, cells, width)
+    return _aligned(header, cells) + _footnote(partial)
 
 
-ABANDONED_TABLE_HEADER = ("sessions", "empty", "rate", "abandoned", "abandon%")
+ABANDONED_TABLE_HEADER = ("sessions", "empty", "rate", "abandoned", "abandoned rate")
 
 
-def format_abandoned_table(report, *, sort: str = "rate", width: int | None = None) -> str:
+def format_abandoned_table(report, *, sort: str = "rate", partial=frozenset()) -> str:
     """The empty-session table with two more columns: agents that ended without a message (the
-    abandoned-agent tally) and their rate, abandoned / (abandoned + sessions). ``sort="rate"``
-    orders by that abandoned rate. Keys are cut only when a ``width`` is given."""
-    rows = sort_rows(report.rows, sort)
+    abandoned-agent tally) and their rate, abandoned / (abandoned + sessions), "not tracked" for a
+    period before the tally's first day. ``sort="rate"`` orders by that abandoned rate."""
+    if sort == "rate":
+        rows = sorted(report.rows, key=lambda row: (-(row.abandoned_rate or 0.0), -row.sessions, row.key))
+    else:
+        rows = sort_rows(report.rows, sort)
     if not report.total.agents:
         return f"No sessions and no abandoned agents{_describe_filters(report.filters)}."
+    partial = _partial(rows, partial)
     header = [report.by, *ABANDONED_TABLE_HEADER]
     cells = [
         [
-            row.key,
-            str(row.sessions),
-            str(row.empty),
-            format_percent(row.empty_rate),
-            str(row.abandoned),
+            _key(row, partial),
+            format_count(row.sessions),
+            format_count(row.empty),
             format_percent(row.rate),
+            format_count(row.abandoned),
+            format_percent(row.abandoned_rate),
         ]
         for row in [*rows, report.total]
     ]
-    return _aligned(header, cells, width)
+    return _aligned(header, cells) + _footnote(partial)
 
 
 def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[list]:
-    """Header, one row per group, then ``TOTAL``; rates are full-precision fractions and
-    ``reasons`` lists the end reasons of the abandoned agents as ``reason=count; ...``."""
+    """Header, one row per group, then ``TOTAL``; rates are full-precision fractions (empty cells
+    where not measured) and ``reasons`` lists the end reasons of the abandoned agents as ``reason=count; ...``."""
     yield [
         report.by,
         "sessions",
@@ -158,18 +182,26 @@ def abandoned_csv_rows(report, *, neutralise_formulas: bool = True) -> Iterator[
         reasons = "; ".join(f"{reason}={count}" for reason, count in sorted(row.reasons.items()))
         if neutralise_formulas:
             key, reasons = neutralised(key), neutralised(reasons)
+        interval = row.abandoned_interval or (None, None)
         yield [
             key,
             row.sessions,
             row.empty,
-            repr(row.empty_rate),
-            row.abandoned,
             repr(row.rate),
-            repr(row.silent_rate),
+            _csv(row.abandoned),
+            _csv(row.abandoned_rate),
+            _csv(row.silent_rate),
             reasons,
-            repr(row.rate_low),
-            repr(row.rate_high),
+            _csv(interval[0]),
+            _csv(interval[1]),
         ]
+
+
+def _csv(value):
+    """A CSV cell: a float at full precision, a figure that was not measured empty."""
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else value
 
 
 def write_abandoned_csv(report, file, *, neutralise_formulas: bool = True) -> None:
@@ -202,30 +234,35 @@ def write_breakdown_csv(breakdown: CauseBreakdown, file, *, neutralise_formulas:
     )
 
 
-def format_breakdown_table(breakdown: CauseBreakdown, *, sort: str = "rate", width: int = 120) -> str:
+def format_breakdown_table(breakdown: CauseBreakdown, *, sort: str = "rate", partial=frozenset()) -> str:
     """``format_table``'s columns and one count column per cause, rows in ``sort`` order."""
     report = breakdown.report
     if not report.total.sessions:
         return f"No sessions{_describe_filters(report.filters)}."
     rows = sort_rows(report.rows, sort)
+    partial = _partial(rows, partial)
     header = [report.by, "sessions", "empty", "rate", *CAUSES]
     cells = [
-        [row.key, str(row.sessions), str(row.empty), format_percent(row.rate), *(str(c[k]) for k in CAUSES)]
+        [
+            _key(row, partial),
+            format_count(row.sessions),
+            format_count(row.empty),
+            format_percent(row.rate),
+            *(format_count(c[k]) for k in CAUSES),
+        ]
         for row, c in [*((row, breakdown.causes[row.key]) for row in rows), (report.total, breakdown.total)]
     ]
-    return _aligned(header, cells, width)
+    return _aligned(header, cells) + _footnote(partial)
 
 
-def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> str:
-    """``cells`` (the last one the total) under ``header``: the key column cut to fit ``width``
-    (never cut when ``width`` is None), numbers right-aligned, a rule under the header and above
-    the total."""
+def _aligned(header: list[str], cells: list[list[str]]) -> str:
+    """``cells`` (the last one the total) under ``header``: the key column as wide as its longest
+    key (names are never cut), numbers right-aligned, a rule under the header and above the total."""
     numbers = range(1, len(header))
     number_widths = [max(len(header[i]), *(len(line[i]) for line in cells)) for i in numbers]
     gaps = len(_GAP) * len(number_widths)
     longest = max(_display_width(line[0]) for line in cells)
-    room = longest if width is None else width - sum(number_widths) - gaps
-    key_width = max(_MIN_KEY_WIDTH, len(header[0]), min(room, longest))
+    key_width = max(_MIN_KEY_WIDTH, len(header[0]), longest)
 
     def line(values: list[str]) -> str:
         key = _fit(values[0], key_width)
@@ -235,27 +272,6 @@ def _aligned(header: list[str], cells: list[list[str]], width: int | None) -> st
     rule = "-" * (key_width + sum(number_widths) + gaps)
     lines = [line(header), rule, *(line(values) for values in cells[:-1]), rule, line(cells[-1])]
     return "\n".join(lines)
-
-
-def parse_date_bound(text: str) -> dt.date | dt.datetime:
-    """``YYYY-MM-DD`` as a date, or an ISO 8601 datetime (UTC when it has no offset) as an aware datetime;
-    ``ValueError`` otherwise, also for a moment the reports cannot hold (``analytics.utc_bound``)."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("empty date; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z.")
-    text = text.strip()
-    try:
-        value = dt.date.fromisoformat(text) if len(text) == 10 else dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(
-            f"invalid date {text!r}; expected YYYY-MM-DD or an ISO 8601 datetime such as 2026-01-05T10:00:00Z."
-        ) from None
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    try:
-        utc_bound(value)
-    except ValidationError as exc:
-        raise ValueError(" ".join(exc.messages)) from None
-    return value
 
 
 def _describe_filters(filters: dict) -> str:
@@ -286,15 +302,6 @@ def _display_width(text: str) -> int:
 
 
 def _fit(text: str, width: int) -> str:
-    """``text`` padded to ``width`` columns, or cut to ``width - 1`` columns plus an ellipsis."""
+    """``text`` (control characters shown as U+FFFD) padded to ``width`` terminal columns."""
     text = _printable(text)
-    if _display_width(text) <= width:
-        return text + " " * (width - _display_width(text))
-    out, used = [], 0
-    for char in text:
-        w = _char_width(char)
-        if used + w > width - 1:
-            break
-        out.append(char)
-        used += w
-    return "".join(out) + ELLIPSIS + " " * (width - 1 - used)
+    return text + " " * max(0, width - _display_width(text))

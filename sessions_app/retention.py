@@ -1,4 +1,6 @@
-"""Retention of the abandoned-agent tally: ``prune_empty_sessions`` drops its old days too."""
+"""Retention of the abandoned-agent tally: ``prune_empty_sessions`` drops its old days too, adding
+what they counted to the retired ledger in the same transaction (``/metrics``' counter of
+abandoned agents never goes down)."""
 
 import datetime as dt
 from dataclasses import dataclass
@@ -10,7 +12,8 @@ from django.utils import timezone
 
 from agents_app.conf import hermes_settings
 from agents_app.models import AbandonedAgentTally
-from sessions_app.analytics import exact_name
+from sessions_app.ledger import retire_abandoned_agents
+from sessions_app.scope import exact_name
 
 
 @dataclass(frozen=True)
@@ -60,5 +63,14 @@ def prune_abandoned_tally(
     with transaction.atomic(using=using):
         totals = old.order_by().aggregate(rows=Count("pk"), agents=Sum("count"))
         if not dry_run and totals["rows"]:
+            retire_abandoned_agents(retired_counts(old), using=using)
             old.delete()
     return TallyPruneResult(before=before, rows=totals["rows"], agents=int(totals["agents"] or 0), dry_run=dry_run)
+
+
+def retired_counts(tallies):
+    """``(model name, source, end reason, agents)`` of tally rows, grouped exactly: what deleting
+    them retires into the ledger (source and end reason are ``KeyField``s: exact on every backend)."""
+    groups = tallies.order_by().values("model__name", "source", "end_reason")
+    rows = groups.annotate(agents=Sum("count")).values_list("model__name", "source", "end_reason", "agents")
+    return [(name, source, reason, int(agents)) for name, source, reason, agents in rows]

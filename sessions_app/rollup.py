@@ -1,6 +1,7 @@
-"""The daily rollup: sessions and empty sessions per (UTC day, model, source, profile), for the
-days before a watermark, so the per-day trend need not read every session (``analytics.daily``
-reads it together with a live query for the later days).
+"""The daily rollup: what the sessions of each (UTC day, model, source, profile) add up to
+(sessions, empty sessions and why, stored message counters, the newest start), for the days
+before a watermark, so no report reads every session (``analytics.daily`` reads it together with a
+live count of the later days and of the marked ones).
 
 Not kept by triggers: one row per (day, model, source) written by every flush serialized the
 writers (2.9-4.2x slower with 4 of them, issue 13). Instead:
@@ -9,13 +10,18 @@ writers (2.9-4.2x slower with 4 of them, issue 13). Instead:
   grouped query per chunk of days, rewrites the days that changed in the chunk's transaction and
   moves the watermark as the chunks pass it. So every committed state is whole: each day before
   the watermark is in the rollup exactly as its sessions were when its chunk was read.
-- ``rebuild_days`` recomputes the days a writer of ours touched (import, prune, the admin's
-  delete action, ``verify_sessions --repair``), at the end of its run.
-Any other change to an old day (raw SQL, another app, a session whose first message commits after
-its day was built) is picked up by the next ``build_rollup``, which rechecks every day.
+- A writer of ours that changes a past day (the save path appending to a session started before
+  today, end and usage of such a session, close_stale_sessions, prune and the admin's deletions,
+  import, ``verify_sessions --repair``) marks the day (``mark_days``) in the transaction of its
+  change. Readers count a marked day live, so the numbers stay the rows' at every commit, a
+  crash (kill -9) included. ``fold_marks`` (the end of a writer's run; every build) recomputes
+  the marked days and deletes the marks it read before recomputing: a mark committed later stays.
+- The save path never touches the rollup for a session started today (the common case).
+Any other change to an old day (raw SQL, another app) is picked up by the next ``build_rollup``,
+which rechecks every day, and found by ``verify_sessions``.
 
-Writers of the rollup lock the state row first: a build and a rebuild never interleave, and a
-rebuild that waited for a chunk sees the watermark that chunk moved.
+Writers of the rollup lock the state row first: a build, a fold and a rebuild never interleave,
+and a fold that waited for a chunk sees the watermark that chunk moved.
 """
 
 import datetime as dt
@@ -25,14 +31,18 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import F, Min
+from django.db.models import F, IntegerField, Max, Min, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from agents_app.db import run_with_retry
-from sessions_app.analytics.daily import utc_day
-from sessions_app.analytics.rates import group_expression, session_and_empty_counts
-from sessions_app.models import Session, SessionDay, SessionRollupState
+from sessions_app.aggregates import cause_counts, period_expression, session_counts, utc_day
+from sessions_app.models import RollupMark, Session, SessionDay, SessionRollupState
 from sessions_app.querysets import EARLIEST_MOMENT
+from sessions_app.scope import midnight
+
+# The measures of a rollup row, in the order ``_computed`` and ``_stored`` give them.
+MEASURES = ("sessions", "empty", "lost_transcript", "ghost", "unended", "messages", "newest")
 
 DEFAULT_CHUNK_DAYS = 7
 # The default watermark is the UTC day this long ago: a session is stored at its first message
@@ -100,6 +110,7 @@ def build_rollup(
         day = end
     nothing_before = start is None or start >= target  # no session, no row before the target
     state = run_with_retry(lambda: _finish(target, now, using, nothing_before=nothing_before), using=using)
+    result.days_changed += fold_marks(using=using, chunk_days=chunk_days)  # days before --since, marked since
     result.watermark, result.built_at = state.watermark, state.built_at
     return result
 
@@ -109,7 +120,8 @@ def rebuild_days(
 ) -> int:
     """Recompute the given UTC days that are before the watermark (the later ones are read live
     anyway), from the sessions as they are now; returns how many days changed. No query for no
-    days. Called by the writers of ours that change old days, once at the end of their run."""
+    days. For a writer that rewrites days inside its own transaction (``load_demo``); the others
+    mark their days and fold them."""
     days = sorted(set(days))
     changed = 0
     while days:
@@ -119,6 +131,53 @@ def rebuild_days(
         end = window[-1] + dt.timedelta(days=1)
         changed += run_with_retry(lambda f=first, e=end: _refresh(f, e, using)[1], using=using)
     return changed
+
+
+def mark_days(days: Iterable[dt.date], *, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Mark these UTC days as changed: call it inside the transaction that changes them, so the
+    change and its mark commit (or vanish) together. One INSERT; none for no days."""
+    days = sorted(set(days))
+    if days:
+        RollupMark.objects.using(using).bulk_create([RollupMark(day=day) for day in days])
+
+
+def fold_marks(*, using: str = DEFAULT_DB_ALIAS, chunk_days: int = DEFAULT_CHUNK_DAYS) -> int:
+    """Recompute every marked day before the watermark and delete the marks read before it was
+    recomputed (a mark committed meanwhile stays, for the next fold); marks of later days, read
+    live anyway, are deleted. Returns how many days changed; one query when nothing is marked."""
+    marked = sorted(set(RollupMark.objects.using(using).values_list("day", flat=True)))
+    changed = rebuild_days(marked, using=using, chunk_days=chunk_days)
+    run_with_retry(lambda: _drop_live_marks(using), using=using)
+    return changed
+
+
+def check_days(*, using: str = DEFAULT_DB_ALIAS, chunk_days: int = DEFAULT_CHUNK_DAYS) -> tuple[int, list[dt.date]]:
+    """Compare every unmarked day before the watermark with its sessions, ``chunk_days`` at a time
+    (one grouped query per chunk, as a build reads them); returns ``(days checked, days that
+    differ)``. Read-only; marked days are read live, so they are not drift."""
+    state = _state(using, create=False)
+    first = _first_day(using)
+    if state is None or state.watermark is None or first is None:
+        return 0, []
+    checked, off = 0, []
+    day = first
+    while day < state.watermark:
+        end = min(day + dt.timedelta(days=chunk_days), state.watermark)
+        marked = set(RollupMark.objects.using(using).filter(day__gte=day, day__lt=end).values_list("day", flat=True))
+        computed, stored = _computed(day, end, using), _stored(day, end, using)
+        days = computed.keys() | stored.keys()
+        off += sorted(d for d in days if d not in marked and computed.get(d) != stored.get(d))
+        checked += (end - day).days
+        day = end
+    return checked, off
+
+
+def old_day(started_at: dt.datetime, now: dt.datetime | None = None) -> dt.date | None:
+    """The UTC day of a session started before today (UTC), which a build may have rolled up;
+    None for a session started today, whose day no build has reached (the watermark is at most
+    today)."""
+    day = started_at.astimezone(dt.UTC).date()
+    return day if day < (now or timezone.now()).astimezone(dt.UTC).date() else None
 
 
 def session_days(started: Iterable[dt.datetime]) -> set[dt.date]:
@@ -146,7 +205,9 @@ def _refresh(start: dt.date, end: dt.date, using: str, *, advance_to: dt.datetim
     """Recompute the days ``[start, end)`` in one transaction: ``(days checked, days changed)``.
 
     A rebuild (``advance_to`` None) stops at the watermark. A build chunk (``advance_to``, its
-    build time) moves the watermark to ``end`` when the chunk reaches it.
+    build time) moves the watermark to ``end`` when the chunk reaches it. The marks of these days
+    are read before the sessions and deleted by id after: a writer whose mark commits later was
+    not seen, and its mark stays.
     """
     with transaction.atomic(using=using):
         state = _state(using, lock=True, create=advance_to is not None)
@@ -156,39 +217,79 @@ def _refresh(start: dt.date, end: dt.date, using: str, *, advance_to: dt.datetim
             end = min(end, state.watermark)
             if start >= end:
                 return 0, 0
+        marks = list(RollupMark.objects.using(using).filter(day__gte=start, day__lt=end).values_list("pk", flat=True))
         computed = _computed(start, end, using)
-        stored = defaultdict(dict)
-        rows = SessionDay.objects.using(using).filter(day__gte=start, day__lt=end)
-        for day, *key, sessions, empty in rows.values_list("day", "model_id", "source", "profile", "sessions", "empty"):
-            stored[day][tuple(key)] = (sessions, empty)
+        stored = _stored(start, end, using)
         changed = sorted(day for day in computed.keys() | stored.keys() if computed.get(day) != stored.get(day))
         if changed:
             SessionDay.objects.using(using).filter(day__in=changed).delete()
             SessionDay.objects.using(using).bulk_create(
-                SessionDay(day=day, model_id=model_id, source=source, profile=profile, sessions=n, empty=e)
+                SessionDay(
+                    day=day,
+                    model_id=model_id,
+                    source=source,
+                    profile=profile,
+                    **dict(zip(MEASURES, values, strict=True)),
+                )
                 for day in changed
-                for (model_id, source, profile), (n, e) in computed.get(day, {}).items()
+                for (model_id, source, profile), values in computed.get(day, {}).items()
             )
+        if marks:
+            RollupMark.objects.using(using).filter(pk__in=marks).delete()
         if advance_to is not None and (state.watermark is None or start <= state.watermark < end):
             state.watermark, state.built_at = end, advance_to
             state.save(using=using)
         return (end - start).days, len(changed)
 
 
-def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tuple, tuple[int, int]]]:
-    """``{day: {(model_id, source, profile): (sessions, empty)}}`` for ``[start, end)``, in one
-    grouped query over the sessions started then (the ``started_at`` index bounds it; emptiness is
-    the flag). Sources are grouped exactly ("CLI" apart from "cli" on MariaDB too)."""
+def _computed(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tuple, tuple]]:
+    """``{day: {(model_id, source, profile): MEASURES}}`` for ``[start, end)``, in one grouped
+    query over the sessions started then (the ``started_at`` index bounds it; emptiness is the
+    flag, the causes the reports' conditions). Sources are grouped exactly ("CLI" apart from
+    "cli" on MariaDB too: a ``KeyField``)."""
     connection = connections[using]
-    sessions = Session.objects.using(using).order_by().started_between(_midnight(start), _midnight(end))
-    groups = sessions.annotate(day=group_expression("day", connection), source_key=F("source"))
-    groups = groups.values("day", "model_id", "source_key", "profile")
+    sessions = Session.objects.using(using).order_by().started_between(midnight(start), midnight(end))
+    groups = sessions.annotate(day=period_expression("day", connection), source_key=F("source"))
+    groups = groups.values("day", "model_id", "source_key", "profile").annotate(
+        **session_counts(),
+        **cause_counts(None),
+        messages=Coalesce(Sum("message_count"), Value(0), output_field=IntegerField()),
+        newest=Max("started_at"),
+    )
     days = defaultdict(dict)
-    for day, model_id, source, profile, total, empty in session_and_empty_counts(
-        groups, "day", "model_id", "source_key", "profile"
+    for day, model_id, source, profile, *values in groups.values_list(
+        "day", "model_id", "source_key", "profile", *MEASURES
     ):
-        days[utc_day(day)][model_id, source, profile] = (total, empty)
+        days[utc_day(day)][model_id, source, profile] = _normal(values)
     return days
+
+
+def _stored(start: dt.date, end: dt.date, using: str) -> dict[dt.date, dict[tuple, tuple]]:
+    """The rollup's rows for ``[start, end)``, in ``_computed``'s shape."""
+    stored = defaultdict(dict)
+    rows = SessionDay.objects.using(using).filter(day__gte=start, day__lt=end)
+    for day, model_id, source, profile, *values in rows.values_list("day", "model_id", "source", "profile", *MEASURES):
+        stored[day][model_id, source, profile] = _normal(values)
+    return stored
+
+
+def _normal(values) -> tuple:
+    """Measures as comparable Python values (counts as int, the newest start in UTC)."""
+    *counts, newest = values
+    return (*(int(value) for value in counts), newest.astimezone(dt.UTC) if newest is not None else None)
+
+
+def _drop_live_marks(using: str) -> None:
+    """Delete the committed marks of days from the watermark on (read live whatever their marks
+    say), by id: a range DELETE would wait on MariaDB for a writer whose mark is not committed yet."""
+    with transaction.atomic(using=using):
+        state = _state(using, lock=True, create=False)
+        marks = RollupMark.objects.using(using)
+        if state is not None and state.watermark is not None:
+            marks = marks.filter(day__gte=state.watermark)
+        seen = list(marks.values_list("pk", flat=True))
+        if seen:
+            RollupMark.objects.using(using).filter(pk__in=seen).delete()
 
 
 def reset_rollup(*, using: str = DEFAULT_DB_ALIAS) -> None:
@@ -196,6 +297,7 @@ def reset_rollup(*, using: str = DEFAULT_DB_ALIAS) -> None:
     with transaction.atomic(using=using):
         state = _state(using, lock=True)
         SessionDay.objects.using(using).all().delete()
+        RollupMark.objects.using(using).all().delete()
         state.watermark = state.built_at = None
         state.save(using=using)
 
@@ -209,10 +311,7 @@ def _finish(target: dt.date, now: dt.datetime, using: str, *, nothing_before: bo
         state = _state(using, lock=True)
         if nothing_before or (state.watermark is not None and state.watermark >= target):
             SessionDay.objects.using(using).filter(day__gte=target).delete()
+            RollupMark.objects.using(using).filter(day__gte=target).delete()
             state.watermark, state.built_at = target, now
             state.save(using=using)
         return state
-
-
-def _midnight(day: dt.date) -> dt.datetime:
-    return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)

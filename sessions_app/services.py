@@ -9,6 +9,10 @@ database reports a transient conflict (a deadlock, a serialization failure, SQLi
 is locked") and the call is not nested in the caller's own transaction, the whole transaction is
 retried a few times with backoff. Any other error propagates with nothing written, so the caller
 can retry the same batch later and it will be written exactly once.
+
+The daily rollup: a write to a session started before today (UTC) may change a day a build has
+rolled up, so it marks that day in its own transaction (``rollup.mark_days``). A session started
+today, the common case, costs the rollup nothing: no query.
 """
 
 import datetime as dt
@@ -23,6 +27,7 @@ from agents_app.db import run_with_retry
 from agents_app.registry import language_model_id, run_with_model_ids
 from sessions_app import _sql, validation
 from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, ModelUsage, Session
+from sessions_app.rollup import mark_days, old_day
 
 # The usage counters of a session (``validation.USAGE_FIELDS``) and their ``ModelUsage`` fields.
 MODEL_USAGE_FIELDS = {
@@ -111,6 +116,8 @@ def append_messages(
             _sql.insert_messages(session_id, model_id, batch.messages, using=using)
             if batch.usage:
                 _credit_model_usage(session_id, model_id, batch.usage, using=using)
+            if (day := old_day(session.started_at)) is not None:
+                mark_days([day], using=using)  # a past day's messages (or its first one) changed
         return session, created
 
     return run_with_model_ids(write, using=using)
@@ -133,9 +140,12 @@ def add_usage(
 
     def write() -> bool:
         with transaction.atomic(using=using):
-            if _sql.add_to_counters(session_id, increments, using=using) is not None:
+            session = _sql.add_to_counters(session_id, increments, using=using)
+            if session is not None:
                 if model is not None:
                     _credit_model_usage(session_id, language_model_id(model, using=using), increments, using=using)
+                if not session.has_messages and (day := old_day(session.started_at)) is not None:
+                    mark_days([day], using=using)  # usage turns an empty session into a lost transcript
                 return True
             _raise_overflow(session_id, increments, using=using)  # unless there is no such session
             return False
@@ -185,8 +195,22 @@ def end_session(
     reason = validation.check_identifier(reason, "reason", max_length=64)
     ended_at = validation.check_timestamp(ended_at, "ended_at") if ended_at is not None else timezone.now()
 
+    today = timezone.now().astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
     def write() -> bool:
-        return bool(Session.objects.using(using).filter(pk=session_id).update(ended_at=ended_at, end_reason=reason))
+        sessions = Session.objects.using(using).filter(pk=session_id)
+        # A session started today (the common case) is one UPDATE; an older one may be an empty
+        # session of a past day whose cause changes (never_ended -> ghost): its day is marked.
+        if sessions.filter(started_at__gte=today).update(ended_at=ended_at, end_reason=reason):
+            return True
+        with transaction.atomic(using=using):
+            started = sessions.select_for_update().values_list("started_at", flat=True).first()
+            if started is None:
+                return False
+            sessions.update(ended_at=ended_at, end_reason=reason)
+            if (day := old_day(started)) is not None:
+                mark_days([day], using=using)
+            return True
 
     return run_with_retry(write, using=using)
 

@@ -10,7 +10,9 @@ becomes prunable like any other.
 A session that gets a message while the sweep runs is never touched: each batch locks its rows
 (``FOR UPDATE SKIP LOCKED`` where the database has it: the save path locks the session row before
 it adds messages, so a row being written is skipped), and the UPDATE statement itself re-checks
-"still open, started before the cutoff, no message at or after the cutoff".
+"still open, started before the cutoff, no message at or after the cutoff". Ending an empty
+session changes its cause (``never_ended`` becomes ``ghost``), so each batch marks the past days
+it changed for the daily rollup in its own transaction; the marks are folded at the end.
 """
 
 import datetime as dt
@@ -27,8 +29,9 @@ from django.utils import timezone
 
 from agents_app.db import run_with_retry
 from agents_app.registry import counts_by_model_name
-from sessions_app.analytics import exact_name
 from sessions_app.models import Message, Session
+from sessions_app.rollup import fold_marks, mark_days, old_day
+from sessions_app.scope import exact_name
 
 STALE_REASON = "stale"
 DEFAULT_BATCH_SIZE = 1000
@@ -95,27 +98,31 @@ def close_stale_sessions(
         return result
 
     closed = Counter()
-    candidates = scope.filter(condition).order_by("pk").values_list("pk", "model_id")
+    candidates = scope.filter(condition).order_by("pk").values_list("pk", "model_id", "started_at")
     last_pk = None
-    while True:
-        page = candidates if last_pk is None else candidates.filter(pk__gt=last_pk)
-        batch = dict(itertools.islice(page.iterator(), batch_size))
-        if not batch:
-            break
-        last_pk = list(batch)[-1]  # in the database's order, which may differ from Python's
-        ended = run_with_retry(lambda b=batch: _close_batch(b, cutoff, using=using), using=using)
-        closed.update(batch[pk] for pk in ended)
-        result.skipped += len(batch) - len(ended)
-        result.batches += 1
-        if progress:
-            result.closed = counts_by_model_name(closed, using=using)
-            progress(result)
+    try:
+        while True:
+            page = candidates if last_pk is None else candidates.filter(pk__gt=last_pk)
+            batch = {pk: (model_id, started) for pk, model_id, started in itertools.islice(page.iterator(), batch_size)}
+            if not batch:
+                break
+            last_pk = list(batch)[-1]  # in the database's order, which may differ from Python's
+            ended = run_with_retry(lambda b=batch: _close_batch(b, cutoff, using=using), using=using)
+            closed.update(batch[pk][0] for pk in ended)
+            result.skipped += len(batch) - len(ended)
+            result.batches += 1
+            if progress:
+                result.closed = counts_by_model_name(closed, using=using)
+                progress(result)
+    finally:
+        fold_marks(using=using)
     result.closed = counts_by_model_name(closed, using=using)
     return result
 
 
 def _close_batch(batch: dict, cutoff: dt.datetime, *, using: str) -> set:
-    """End the still-stale sessions of one batch in one transaction; returns the pks ended."""
+    """End the still-stale sessions of one batch (``{pk: (model id, started_at)}``) in one
+    transaction, marking their past days; returns the pks ended."""
     features = connections[using].features
     sessions = Session.objects.using(using)
     with transaction.atomic(using=using):
@@ -132,10 +139,9 @@ def _close_batch(batch: dict, cutoff: dt.datetime, *, using: str) -> set:
         if not eligible:
             return set()
         count = stale.filter(pk__in=list(eligible)).update(ended_at=last_activity(), end_reason=STALE_REASON)
-        if count == len(eligible):
-            return eligible
-        # A row changed between the SELECT and the UPDATE (only possible without row locks):
-        # the rows still open are the ones the UPDATE left alone.
-        return eligible - set(
-            sessions.filter(pk__in=list(eligible), ended_at__isnull=True).values_list("pk", flat=True)
-        )
+        if count != len(eligible):
+            # A row changed between the SELECT and the UPDATE (only possible without row locks):
+            # the rows still open are the ones the UPDATE left alone.
+            eligible -= set(sessions.filter(pk__in=list(eligible), ended_at__isnull=True).values_list("pk", flat=True))
+        mark_days({day for pk in eligible if (day := old_day(batch[pk][1])) is not None}, using=using)
+        return eligible

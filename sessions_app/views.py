@@ -29,7 +29,7 @@ def metrics(request):
         return response
     if status == 403:
         return HttpResponse("Forbidden.\n", status=403, content_type="text/plain")
-    body = render_metrics(max_models=hermes_settings.HERMES_METRICS_MAX_MODELS)
+    body = render_metrics()
     # generate_latest() writes the classic text format, version 0.0.4, and so says this header,
     # as prometheus_client's own handler does when no newer format was asked for.
     # (CONTENT_TYPE_LATEST now names "version=1.0.0", which goes with the escaping choose_encoder() negotiates.)

@@ -38,13 +38,3 @@ def legacy_session(db):
         )
 
     return make
-
-
-def pytest_terminal_summary(terminalreporter):
-    """Report the modules past ~300 lines (tests/test_layers.large_modules): a hint, not a failure."""
-    from tests.test_layers import MAX_LINES, large_modules
-
-    if large := large_modules():
-        terminalreporter.section(f"modules over {MAX_LINES} lines (a hint to look for two jobs in one)")
-        for module, lines in large:
-            terminalreporter.write_line(f"{module}: {lines} lines")

@@ -33,10 +33,10 @@ from agents_app.demo.plan import (
     Planned,
     plan,
 )
-from agents_app.models import AbandonedAgentTally, LanguageModel
+from agents_app.models import AbandonedAgentTally, LanguageModel, RetiredAbandonedAgents
 from sessions_app import services
-from sessions_app.analytics import empty_condition
-from sessions_app.models import Message, ModelUsage, Session, TrendMarker
+from sessions_app.aggregates import empty_condition
+from sessions_app.models import DeletedSessions, Message, MetricLabel, ModelUsage, Session, TrendMarker
 from sessions_app.rollup import rebuild_days, reset_rollup
 from sessions_app.validation import tool_call_total
 
@@ -129,8 +129,9 @@ def load_demo(
 
 
 def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
-    """Delete every message, session, abandoned-agent tally, language model and trend marker (users
-    are kept)."""
+    """Delete every message, session (with its per-model usage), abandoned-agent tally, language
+    model and trend marker, and what the read side keeps about them (the rollup, the ledgers, the
+    metric labels): the demo starts over, its counters from zero. Users are kept."""
     with transaction.atomic(using=using):
         Message.objects.using(using).all().delete()  # no relations point at messages: one DELETE
         ModelUsage.objects.using(using).all().delete()
@@ -138,6 +139,9 @@ def flush_sessions(*, using: str = DEFAULT_DB_ALIAS) -> None:
         sessions.filter(parent_session__isnull=False).update(parent_session=None)
         sessions.all()._raw_delete(using)  # now childless and empty: skip the Collector's SELECT of every row
         AbandonedAgentTally.objects.using(using).all().delete()
+        RetiredAbandonedAgents.objects.using(using).all().delete()
+        DeletedSessions.objects.using(using).all().delete()
+        MetricLabel.objects.using(using).all().delete()
         LanguageModel.objects.using(using).all().delete()
         TrendMarker.objects.using(using).all().delete()
         reset_rollup(using=using)  # its days counted the sessions just deleted

@@ -1,13 +1,16 @@
 """Server-side SVG charts for the admin: no JavaScript, no external requests.
 
 ``line_chart`` draws rates over time buckets as lines, with labelled vertical event markers and a
-distinct last (partial) bucket; ``admin.trend`` lays the analytics page's trend out with it.
+distinct last (partial) bucket; ``trend_chart`` lays the analytics page's trend out with it. Each
+model keeps one colour on every page (``model_colour_class``).
 
 Shapes carry CSS classes, not colours: ``static/sessions_app/empty_rates.css`` colours them with
 the admin's CSS variables, so the charts follow the admin's light and dark themes. Every text
 that comes from data (model names, dates) goes through ``format_html``/``escape``.
 """
 
+import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
 from django.utils.html import format_html, format_html_join
@@ -60,12 +63,11 @@ def rate_bar(rate: float) -> SafeString:
     )
 
 
-def rate_cell(point: tuple[int, int] | None) -> str:
-    """A (sessions, empty) pair as "rate (empty/sessions)", or "-" without sessions."""
-    if not point or not point[0]:
+def rate_cell(row) -> str:
+    """A ``RateRow`` as "rate (empty/sessions)", or "-" without sessions."""
+    if row is None or not row.sessions:
         return "-"
-    sessions, empty = point
-    return f"{percent(empty / sessions)} ({empty}/{sessions})"
+    return f"{percent(row.rate)} ({row.empty:,}/{row.sessions:,})"
 
 
 def line_chart(
@@ -237,3 +239,112 @@ def _event(event: Event, i: int, x) -> str:
         anchor=anchor,
         label=Truncator(event.label).chars(EVENT_CHARS),
     )
+
+
+# --- a colour per model --------------------------------------------------------------------
+
+PALETTE_SIZE = 10
+OTHER_CLASS = "model-other"
+
+
+def model_colour_class(name: str) -> str:
+    """The CSS class of ``name``'s colour (``model-c0`` .. ``model-c9``)."""
+    digest = hashlib.sha1(name.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return f"model-c{int(digest, 16) % PALETTE_SIZE}"
+
+
+# --- the analytics page's trend ----------------------------------------------------------
+
+# More buckets than this (about three years of days) are listed in the table but not drawn.
+MAX_TREND_BUCKETS = 1100
+
+
+def line_class(line) -> str:
+    """The CSS classes of a trend line (``analytics.page.Line``): its model's colour, or "other"."""
+    return f"model {OTHER_CLASS}" if line.other else f"model {model_colour_class(line.name)}"
+
+
+def trend_chart(trend, span: dt.timedelta, overall, *, markers=()) -> dict:
+    """The trend's chart, legend and note (``chart``, ``legend``, ``chart_note``) for the page.
+
+    ``trend`` is ``analytics.page.Trend`` (a row per bucket, abandoned None where not tracked,
+    its lines), ``overall`` the report's total row, ``markers`` the ``TrendMarker`` rows to draw.
+    """
+    context = {"chart": "", "legend": "", "chart_note": ""}
+    rows = {row.key: row for row in trend.rows}
+    if not rows:
+        return context
+    first, last = min(rows), max(rows)
+    count = (dt.date.fromisoformat(last) - dt.date.fromisoformat(first)) // span + 1
+    bucket = trend.bucket
+    if count > MAX_TREND_BUCKETS:
+        # A stray session decades away (a bad import) would make a chart nobody can read.
+        context["chart_note"] = (
+            f"{count} {bucket}s from {first} to {last} are too many to draw: "
+            "choose a shorter date range or a trend per week."
+        )
+        return context
+    labels = bucket_labels(first, last, span)
+
+    def pair(row):
+        return (row.sessions, row.empty) if row is not None and row.sessions else None
+
+    series = [Series("All models", [pair(rows.get(b)) for b in labels], "total")]
+    tracked = [b for b in labels if b in rows and rows[b].agents]  # measured, with agents
+    if any(rows[b].abandoned for b in tracked):
+        # Agents that ended without a message, over all agents seen, where the tally measured them:
+        # where the empty rate falls to zero after the fix, this line carries the signal on.
+        series.append(
+            Series(
+                "Abandoned agents, all models",
+                [(rows[b].agents, rows[b].abandoned) if b in tracked else None for b in labels],
+                "abandoned",
+                noun="abandoned",
+            )
+        )
+    series += [
+        Series(
+            line.name + (" (highest rate)" if line.worst else ""),
+            [pair(line.buckets.get(b)) for b in labels],
+            line_class(line),
+        )
+        for line in trend.lines
+    ]
+    start = dt.datetime.fromisoformat(first).replace(tzinfo=dt.UTC)
+    events = [
+        Event(
+            (marker.at - start) / span,
+            marker.label,
+            f"{marker.at:%Y-%m-%d %H:%M} UTC: {marker.label}" + (f" — {marker.note}" if marker.note else ""),
+        )
+        for marker in markers
+        if start <= marker.at < start + span * len(labels)
+    ]
+    models = len([line for line in trend.lines if not line.other])
+    title = f"Empty-session rate per {bucket}, all models and {models} models (the busiest and the highest rate)"
+    if models < len(trend.lines):
+        title += ", the rest as other models"
+    if any(rows[b].abandoned for b in tracked):
+        title += ", and the abandoned-agent rate"
+    description = (
+        f"From {first} to {last}; the table 'Trend numbers' below lists the same rates. "
+        f"Overall {percent(overall.rate)} of {overall.sessions} sessions were empty."
+    )
+    if trend.partial == last:
+        description += f" The {bucket} from {last} is still filling (partial): hollow points, dashed segment."
+    context["chart"] = line_chart(
+        labels, series, title=title, description=description, partial=trend.partial == last, events=events
+    )
+    context["legend"] = legend(series)
+    context["chart_events"] = events
+    context["model_markers"] = len(labels) <= MODEL_MARKERS
+    return context
+
+
+def bucket_labels(first: str, last: str, step: dt.timedelta) -> list[str]:
+    """Every bucket from ``first`` to ``last``, those without sessions included (gaps on the chart)."""
+    day, end, labels = dt.date.fromisoformat(first), dt.date.fromisoformat(last), []
+    while day <= end:
+        labels.append(day.isoformat())
+        day += step
+    return labels

@@ -8,8 +8,8 @@ period, so the signal reads the same before and after the fix:
 - ``abandoned``: agents counted in the tally (ended without a message, after the fix);
 - ``sessions`` and ``empty``: sessions started, and those without a message row (legacy waste,
   the same numbers as ``empty_session_rates``);
-- ``rate`` = abandoned / (abandoned + sessions): the share of agents that never spoke and left
-  no session;
+- ``rate`` = empty / sessions, as everywhere; ``abandoned_rate`` = abandoned / (abandoned +
+  sessions): the share of agents that never spoke and left no session;
 - ``silent_rate`` = (empty + abandoned) / (sessions + abandoned): agents that never spoke, whether
   they left an empty session (before the fix) or only a tally count (after it).
 
@@ -22,103 +22,39 @@ without ``end()`` are not counted (see ``Agent.end``).
 The tally has no profile column (an abandoned agent leaves no session to carry one), so these
 reports refuse ``profile=`` and ``by="profile"`` with a ``ValidationError`` rather than put one
 profile's sessions beside every profile's abandoned agents; they count every profile.
+
+The tally's first day (``tally_first_day``) bounds what it can say: a period that starts before
+it was not measured, and its abandoned figures are None ("not tracked"), never a number.
 """
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import F, Sum
+from django.db.models import F, Min, Sum
 
 from agents_app.models import AbandonedAgentTally
-from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, report_filters
-from sessions_app.analytics.intervals import wilson_interval
-from sessions_app.analytics.rates import TOTAL_KEY, EmptySessionReport, empty_session_rates, fold_period, model_key
+from sessions_app.aggregates import fold_period
+from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping
+from sessions_app.analytics.rates import EmptySessionReport, empty_session_rates
+from sessions_app.counts import TOTAL_KEY, RateRow, model_key
+from sessions_app.scope import Scope, midnight
 
 
-@dataclass(frozen=True)
-class AbandonedRow:
-    """One group: sessions started, empty sessions, abandoned agents, and the reasons they ended."""
-
-    key: str
-    sessions: int
-    empty: int
-    abandoned: int
-    reasons: dict[str, int] = field(default_factory=dict, compare=False)
-
-    @property
-    def agents(self) -> int:
-        """Agents seen: every started session plus every agent that ended without one."""
-        return self.sessions + self.abandoned
-
-    @property
-    def rate(self) -> float:
-        """Abandoned agents / (abandoned agents + sessions started); 0.0 when there are none."""
-        return self.abandoned / self.agents if self.agents else 0.0
-
-    @property
-    def empty_rate(self) -> float:
-        """Empty sessions / sessions started, as in ``empty_session_rates``."""
-        return self.empty / self.sessions if self.sessions else 0.0
-
-    @property
-    def rate_low(self) -> float:
-        """Lower bound of the abandoned rate's 95% Wilson interval."""
-        return wilson_interval(self.abandoned, self.agents)[0]
-
-    @property
-    def rate_high(self) -> float:
-        """Upper bound of the abandoned rate's 95% Wilson interval."""
-        return wilson_interval(self.abandoned, self.agents)[1]
-
-    @property
-    def silent_rate(self) -> float:
-        """(Empty sessions + abandoned agents) / agents: never spoke, before or after the fix."""
-        return (self.empty + self.abandoned) / self.agents if self.agents else 0.0
-
-    def __getitem__(self, name: str):
-        if name not in (
-            "key",
-            "sessions",
-            "empty",
-            "abandoned",
-            "agents",
-            "rate",
-            "rate_low",
-            "rate_high",
-            "empty_rate",
-            "silent_rate",
-            "reasons",
-        ):
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def as_dict(self) -> dict:
-        return {
-            "key": self.key,
-            "sessions": self.sessions,
-            "empty": self.empty,
-            "empty_rate": self.empty_rate,
-            "empty_rate_low": wilson_interval(self.empty, self.sessions)[0],
-            "empty_rate_high": wilson_interval(self.empty, self.sessions)[1],
-            "abandoned": self.abandoned,
-            "rate": self.rate,
-            "rate_low": self.rate_low,
-            "rate_high": self.rate_high,
-            "silent_rate": self.silent_rate,
-            "reasons": dict(sorted(self.reasons.items())),
-        }
+def tally_first_day(*, using: str = DEFAULT_DB_ALIAS) -> dt.date | None:
+    """The first day the abandoned-agent tally has (its unique key starts with the day: one index
+    probe); None when it is empty."""
+    return AbandonedAgentTally.objects.using(using).aggregate(first=Min("day"))["first"]
 
 
-@dataclass(frozen=True)
-class AbandonedAgentReport(EmptySessionReport):
-    """An ``EmptySessionReport`` whose rows (and total) are ``AbandonedRow``: same grouping,
-    filters, JSON layout (``as_dict``), iteration and indexing."""
-
-    rows: list[AbandonedRow]
-    total: AbandonedRow
+def tally_covers(since: dt.datetime | None, first_day: dt.date | None) -> bool:
+    """Whether the tally measured a period starting at ``since`` (None: from the very first
+    session): the tally existed on its first counted day. An empty tally measured nothing either
+    way: its zeros are taken at their word."""
+    if first_day is None:
+        return True
+    return since is not None and since >= midnight(first_day)
 
 
 def abandoned_agent_rates(
@@ -130,7 +66,7 @@ def abandoned_agent_rates(
     source: str | None = None,
     profile: str | None = None,
     using: str = DEFAULT_DB_ALIAS,
-) -> AbandonedAgentReport:
+) -> EmptySessionReport:
     """Sessions, empty sessions and abandoned agents per ``by`` group (``model``, ``source``,
     ``day``, ``week``, ``month``), plus their total: two aggregate queries (sessions, tally).
 
@@ -139,27 +75,32 @@ def abandoned_agent_rates(
     """
     _refuse_profile(by, profile)
     sessions_report = empty_session_rates(by, since=since, until=until, model=model, source=source, using=using)
-    return with_abandoned(sessions_report, abandoned_agent_counts(by, **sessions_report.filters, using=using))
+    counts = abandoned_agent_counts(by, **sessions_report.filters, using=using)
+    return with_abandoned(sessions_report, counts, first_day=tally_first_day(using=using))
 
 
-def with_abandoned(report: EmptySessionReport, counts: dict[str, dict[str, int]]) -> AbandonedAgentReport:
-    """Join an empty-session report and ``abandoned_agent_counts`` of the same grouping and filters."""
+def with_abandoned(
+    report: EmptySessionReport, counts: dict[str, dict[str, int]], *, first_day: dt.date | None = None
+) -> EmptySessionReport:
+    """Join an empty-session report and ``abandoned_agent_counts`` of the same grouping and filters:
+    the same report, each row (and the total) with its abandoned agents and their end reasons. A
+    period (day, week, month) that starts before the tally's ``first_day`` was not measured: its
+    abandoned figures are None."""
     by_key = {row.key: row for row in report.rows}
     rows = []
     for key in sorted(by_key.keys() | counts.keys()):
         reasons = counts.get(key, {})
-        row = by_key.get(key)
-        rows.append(
-            AbandonedRow(key, row.sessions if row else 0, row.empty if row else 0, sum(reasons.values()), reasons)
-        )
+        row = by_key.get(key, RateRow(key))
+        if report.by in ("day", "week", "month") and not tally_covers(_period_start(key), first_day):
+            rows.append(RateRow(key, row.sessions, row.empty, None))
+            continue
+        rows.append(RateRow(key, row.sessions, row.empty, sum(reasons.values()), reasons))
     all_reasons: dict[str, int] = defaultdict(int)
     for reasons in counts.values():
         for reason, count in reasons.items():
             all_reasons[reason] += count
-    total = AbandonedRow(
-        TOTAL_KEY, report.total.sessions, report.total.empty, sum(all_reasons.values()), dict(all_reasons)
-    )
-    return AbandonedAgentReport(by=report.by, filters=report.filters, rows=rows, total=total)
+    total = RateRow(TOTAL_KEY, report.total.sessions, report.total.empty, sum(all_reasons.values()), dict(all_reasons))
+    return EmptySessionReport(by=report.by, filters=report.filters, rows=rows, total=total, abandoned=True)
 
 
 def abandoned_agent_counts(
@@ -178,8 +119,8 @@ def abandoned_agent_counts(
     ``profile`` other than None and ``by="profile"`` are refused (``_refuse_profile``)."""
     _refuse_profile(by, profile)
     check_grouping(by, KEY_GROUPINGS)
-    filters = report_filters(since=since, until=until, model=model, source=source)
-    since, until, model, source = filters["since"], filters["until"], filters["model"], filters["source"]
+    scope = Scope(since=since, until=until, model=model, source=source)
+    since, until, model, source = scope.since, scope.until, scope.model, scope.source
     tallies = AbandonedAgentTally.objects.using(using).order_by()
     if since is not None:
         first = _first_day_from(since)
@@ -222,6 +163,11 @@ def _refuse_profile(by: str, profile) -> None:
             {"profile": "the abandoned-agent tally has no profile; leave the profile out to count every profile."},
             code="invalid",
         )
+
+
+def _period_start(key: str) -> dt.datetime:
+    """The first instant of a period key (``2026-01-05`` or a month, ``2026-01``)."""
+    return midnight(dt.date.fromisoformat(key if len(key) == 10 else f"{key}-01"))
 
 
 def _first_day_from(bound: dt.datetime) -> dt.date | None:

@@ -2,19 +2,20 @@
 
 ``empty_cause_breakdown`` is ``empty_session_rates`` with each row's empty sessions split by
 cause (``analytics.causes``): the same groups, keys and numbers, the causes adding up to
-``empty`` in every row.
+``empty`` in every row, from one read of the days (``daily.read_days`` with the causes).
 """
 
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS
 
-from sessions_app.analytics.causes import CAUSES, cause_counts
-from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping, model_name
-from sessions_app.analytics.rates import EmptySessionReport, RateRow, empty_session_rates, group_expression, group_key
-from sessions_app.models import Session
-from sessions_app.querysets import stale_before
+from sessions_app.analytics.daily import read_days
+from sessions_app.analytics.filters import KEY_GROUPINGS, check_grouping
+from sessions_app.analytics.rates import EmptySessionReport, report_of, row_key
+from sessions_app.counts import RateRow
+from sessions_app.querysets import CAUSES
+from sessions_app.scope import Scope
 
 
 @dataclass(frozen=True)
@@ -56,35 +57,22 @@ def empty_cause_breakdown(
 ) -> CauseBreakdown:
     """Sessions, empty sessions and empty sessions per cause for each ``by`` group (model, source,
     profile, day, week or month); filters and ``ValidationError`` as ``empty_session_rates``,
-    ``now``/``grace`` as its ``by="cause"``. Two aggregate queries: the report itself (from the
-    covering indexes), and the causes over the empty sessions only, whose rows they need."""
+    ``now``/``grace`` as its ``by="cause"``."""
     check_grouping(by, KEY_GROUPINGS)
-    report = empty_session_rates(by, since=since, until=until, model=model, source=source, profile=profile, using=using)
-    return breakdown_of(report, now=now, grace=grace, using=using)
+    scope = Scope(since=since, until=until, model=model, source=source, profile=profile)
+    dims = (by,) if by in ("model", "source", "profile") else ()
+    rows = read_days(scope, dims=dims, causes=True, now=now, grace=grace, using=using, days=not dims).rows
+    return breakdown_of(by, scope, rows)
 
 
-def breakdown_of(
-    report: EmptySessionReport,
-    *,
-    now: dt.datetime | None = None,
-    grace: dt.timedelta | None = None,
-    using: str = DEFAULT_DB_ALIAS,
-) -> CauseBreakdown:
-    """``report`` (an ``empty_session_rates`` report, or one summed from the trend) with each row's
-    empty sessions split by cause: one query over the empty sessions of the report's filters."""
-    by = report.by
-    sessions = Session.objects.using(using).order_by().matching(**report.filters).empty()
-    if by == "model":
-        counts = sessions.values("model").annotate(**cause_counts(stale_before(now, grace)))
-        counts = counts.annotate(group=model_name())
-    else:
-        groups = sessions.annotate(group=group_expression(by, connections[using])).values("group")
-        counts = groups.annotate(**cause_counts(stale_before(now, grace)))
-    per_key: dict[str, dict[str, int]] = {row.key: dict.fromkeys(CAUSES, 0) for row in report.rows}
-    for row in counts:
-        causes = per_key[group_key(by, row["group"])]
+def breakdown_of(by: str, scope: Scope, rows) -> CauseBreakdown:
+    """The breakdown ``by`` a grouping of ``DayCount`` rows read with their causes."""
+    report = report_of(by, scope, rows)
+    per_key = {row.key: dict.fromkeys(CAUSES, 0) for row in report.rows}
+    for row in rows:
+        causes = per_key[row_key(row, by)]
         for cause in CAUSES:
-            causes[cause] += row[cause]
+            causes[cause] += getattr(row, cause)
     total = {cause: sum(causes[cause] for causes in per_key.values()) for cause in CAUSES}
     return CauseBreakdown(report=report, causes=per_key, total=total)
 

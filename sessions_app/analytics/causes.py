@@ -12,30 +12,12 @@ Causes, in precedence order (``CAUSES``; the first that applies wins):
 
 Only ``lost_transcript`` overlaps the others (an open session with tokens is a lost transcript);
 the other three split the sessions without usage by ``ended_at`` and the start, so the causes add
-up to the empty sessions exactly. Emptiness is ``empty_condition()``, the reports' one definition.
+up to the empty sessions exactly. The conditions are ``querysets.cause_condition``; the daily
+rollup counts them per day (open and never ended together, which a whole day before the grace
+period all are), and ``daily.read_days`` counts the days within the grace period live.
 """
 
-import datetime as dt
+from sessions_app.aggregates import cause_counts
+from sessions_app.querysets import CAUSES
 
-from django.db.models import Count
-
-from sessions_app.analytics.filters import empty_condition
-from sessions_app.querysets import CAUSES, cause_condition, stale_before
-
-
-def cause_counts(stale: dt.datetime) -> dict[str, Count]:
-    """``{cause: Count(...)}``: the conditional counts of one aggregate query (``.aggregate()`` or
-    ``.values(group).annotate()``), one per cause. ``stale``: now minus the grace period."""
-    # The row's own columns come first in each filter, so a database that evaluates the
-    # conditions in order probes the message index only for the rows that can match.
-    empty = empty_condition()
-    return {cause: Count("pk", filter=cause_condition(cause, stale_before=stale) & empty) for cause in CAUSES}
-
-
-def cause_totals(sessions, *, now: dt.datetime | None = None, grace: dt.timedelta | None = None):
-    """``(sessions, {cause: empty sessions})`` of a session queryset, in one aggregate query."""
-    totals = sessions.order_by().aggregate(sessions=Count("pk"), **cause_counts(stale_before(now, grace)))
-    return totals.pop("sessions"), totals
-
-
-__all__ = ["CAUSES", "cause_counts", "cause_totals"]
+__all__ = ["CAUSES", "cause_counts"]

@@ -8,7 +8,7 @@ the import's decisions are documented there) -> ``links`` (the linking pass) -> 
 skipped and reported.
 """
 
-from sessions_app.importers.report import NO_MODEL, ImportProgress, ImportResult, ModelTally
+from sessions_app.importers.report import NO_MODEL, ImportProgress, ImportResult
 from sessions_app.importers.run import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE, import_hermes_db, profile_from_path
 from sessions_app.importers.source import KNOWN_SCHEMA_VERSION, HermesImportError
 from sessions_app.importers.writer import DROPPED_PARENT_KEY, LAST_MESSAGE_KEY, MESSAGE_FLAGS_KEY, MISSING_PARENT_KEY
@@ -25,7 +25,6 @@ __all__ = [
     "HermesImportError",
     "ImportProgress",
     "ImportResult",
-    "ModelTally",
     "import_hermes_db",
     "profile_from_path",
 ]

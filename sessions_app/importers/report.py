@@ -3,22 +3,12 @@
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from sessions_app.analytics import NO_MODEL_KEY
+from sessions_app.counts import NO_MODEL_KEY, RateRow
 from sessions_app.models import DEFAULT_PROFILE
 
 MAX_WARNINGS = 100
 MAX_NAMED = 20  # rows named per skip reason (the counts stay complete)
 NO_MODEL = NO_MODEL_KEY  # sessions without a model, as the analytics name them
-
-
-@dataclass
-class ModelTally:
-    sessions: int = 0
-    empty: int = 0
-
-    @property
-    def rate(self) -> float:
-        return self.empty / self.sessions if self.sessions else 0.0
 
 
 @dataclass
@@ -72,7 +62,7 @@ class ImportResult:
     # Session ids already stored from another profile: {"session", "stored_profile", "profile"}.
     conflicts: list[dict] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    by_model: dict[str, ModelTally] = field(default_factory=dict)
+    by_model: dict[str, RateRow] = field(default_factory=dict)  # sessions and empty ones per model
     elapsed: float = 0.0
     stopped: bool = False  # the caller's stop() asked the run to end after a page
 
@@ -104,15 +94,16 @@ class ImportResult:
         self.conflicts.extend(other.conflicts[: MAX_WARNINGS - len(self.conflicts)])
         for message in other.warnings:
             self.warn(message)
-        for name, tally in other.by_model.items():
-            mine = self.by_model.setdefault(name, ModelTally())
-            mine.sessions += tally.sessions
-            mine.empty += tally.empty
+        for name, row in other.by_model.items():
+            self.by_model[name] = self.by_model.get(name, RateRow(name)) + row
 
     def as_dict(self) -> dict:
         """Plain data for JSON: the counts, skip reasons, and each model's tally with its empty rate."""
         data = asdict(self)
         data["skip_reasons"] = dict(self.skip_reasons)
         data["sessions_by_profile"] = dict(sorted(self.sessions_by_profile.items()))
-        data["by_model"] = {name: {**asdict(t), "rate": t.rate} for name, t in sorted(self.by_model.items())}
+        data["by_model"] = {
+            name: {"sessions": t.sessions, "empty": t.empty, "rate": t.rate}
+            for name, t in sorted(self.by_model.items())
+        }
         return data

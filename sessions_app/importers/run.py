@@ -35,8 +35,12 @@ Decisions:
   any other message row is skipped, counted and named (rowid and session id).
 - A file declaring a schema version newer than ``source.KNOWN_SCHEMA_VERSION`` is imported all the
   same (the known columns; unknown ones go to ``extra``), with one warning.
-- The daily rollup's days of the sessions a run created or gave messages are rebuilt at its end
-  (after an error too: the committed pages stay), so the trend agrees with the new rows at once.
+- The daily rollup: each page that changes sessions marks their past days in its own transaction
+  (``rollup.mark_days``): a session page that created or refreshed sessions, a message page that
+  gave them messages, a flag page that changed flags or removed messages (the counters count
+  active messages; a session may lose its last one). Usage rows and parent links are not in the
+  rollup. The marks are folded at the end of the run (after an error too: the committed pages
+  stay), so every report agrees with the new rows at every commit.
 """
 
 import time
@@ -60,7 +64,7 @@ from sessions_app.importers.sessions import SessionPages
 from sessions_app.importers.source import KNOWN_SCHEMA_VERSION, HermesImportError, Source
 from sessions_app.importers.writer import MISSING_PARENT_KEY, Writer, in_chunks
 from sessions_app.models import DEFAULT_PROFILE, PROFILE_MAX_LENGTH, Session
-from sessions_app.rollup import rebuild_days, session_days
+from sessions_app.rollup import fold_marks, mark_days, old_day
 
 DEFAULT_BATCH_SIZE = 2000
 MAX_BATCH_SIZE = 100_000  # rows a transaction; past it a page holds its locks too long to be useful
@@ -116,10 +120,10 @@ def import_hermes_db(
                 if run.stopping():
                     break
         except (HermesImportError, DatabaseError, InterfaceError) as exc:
-            # The batches committed before the error changed their days: refresh them if the
-            # database still answers (else the next build_rollup does).
+            # The pages committed before the error marked their days: fold them if the database
+            # still answers (else the next run, read or build_rollup does).
             with suppress(DatabaseError, InterfaceError):
-                rebuild_days(run.touched_days, using=using)
+                fold_marks(using=using)
             r = run.result
             written = not dry_run and (r.sessions_imported or r.sessions_updated or r.messages_imported)
             if isinstance(exc, HermesImportError):
@@ -136,7 +140,7 @@ def import_hermes_db(
             else:
                 kept = "Nothing was written from this file; run the import again once the database is back."
             raise HermesImportError(f"{what} {kept}") from exc
-        rebuild_days(run.touched_days, using=using)
+        fold_marks(using=using)
     run.result.elapsed = time.monotonic() - run.started
     return run.result
 
@@ -159,7 +163,6 @@ class _Run:
             )
         self.started = time.monotonic()
         self.messages_total = self.messages_done = 0
-        self.touched_days = set()  # UTC days of the sessions created or given messages
         self.writer = Writer(using)
         self.rows = RowConverter(
             source,
@@ -188,8 +191,10 @@ class _Run:
             self.result.stopped = True
         return self.result.stopped
 
-    def _write_page(self, func, *args) -> None:
-        """Run ``func(page, *args)`` in one transaction (retried on transient conflicts), then merge its counts."""
+    def _write_page(self, func, *args, touched=()) -> None:
+        """Run ``func(page, *args)`` in one transaction (retried on transient conflicts), marking the
+        rollup's past days of the ``touched`` session ids when it changed sessions (``_changed``);
+        then merge its counts."""
         page = None
 
         def attempt():
@@ -200,7 +205,10 @@ class _Run:
             if self.dry_run:
                 return func(page, *args)
             with transaction.atomic(using=self.using):
-                return func(page, *args)
+                result = func(page, *args)
+                if touched and _changed(page):
+                    self._mark(touched)
+                return result
 
         try:
             run_with_retry(attempt, using=self.using)
@@ -217,10 +225,10 @@ class _Run:
         self.result.add(page)
         return page
 
-    def _touch(self, session_ids) -> None:
-        """Remember the UTC days of these sessions (one query per 900) for the rollup's rebuild."""
+    def _mark(self, session_ids) -> None:
+        """Mark the past UTC days of these sessions for the rollup (one query per 900 ids, and one INSERT)."""
         started = in_chunks(Session.objects.using(self.using).values_list("started_at", flat=True), session_ids)
-        self.touched_days |= session_days(started)
+        mark_days({day for moment in started if (day := old_day(moment)) is not None}, using=self.using)
 
     def _report(self, phase: str, messages_done: int) -> None:
         if self.progress:
@@ -248,9 +256,7 @@ class _Run:
         while rows := self.source.sessions(after, self.batch_size):
             after = rows[-1][0]
             bounds = self.source.message_bounds(row[0] for row in rows)
-            page = self._write_page(self.sessions.write, rows, bounds)
-            if page.sessions_imported and not self.dry_run:
-                self._touch(row[0] for row in rows)
+            self._write_page(self.sessions.write, rows, bounds, touched=[row[0] for row in rows])
             self._report("sessions", 0)
             if self.stopping():
                 return
@@ -292,9 +298,7 @@ class _Run:
     def _message_pages(self, after: int, sessions: list | None) -> None:
         while rows := self.source.messages(after, self.batch_size, sessions):
             after = rows[-1][0]
-            page = self._write_page(self.messages.write, rows)
-            if page.messages_imported and not self.dry_run:
-                self._touch({row[1] for row in rows})
+            self._write_page(self.messages.write, rows, touched={row[1] for row in rows})
             self.messages_done += len(rows)
             self._report("messages", self.messages_done)
             if self.stopping():
@@ -305,8 +309,18 @@ class _Run:
         checks = sorted(self.sessions.flag_checks.items())
         for start in range(0, len(checks), self.batch_size):
             batch = dict(checks[start : start + self.batch_size])
-            page = self._write_page(self.flags.write, batch)
-            if (page.messages_flags_changed or page.messages_removed) and not self.dry_run:
-                self._touch(batch)
+            self._write_page(self.flags.write, batch, touched=list(batch))
             if self.stopping():
                 return
+
+
+def _changed(page: ImportResult) -> bool:
+    """Whether a page changed what the daily rollup counts of its sessions: their rows (created, or
+    refreshed: end, counters), their messages (new ones, flags, removals)."""
+    return bool(
+        page.sessions_imported
+        or page.sessions_updated
+        or page.messages_imported
+        or page.messages_flags_changed
+        or page.messages_removed
+    )

@@ -11,7 +11,8 @@ import hashlib
 
 from agents_app.models import LanguageModel
 from agents_app.registry import language_model
-from sessions_app.importers.report import MAX_NAMED, NO_MODEL, ImportResult, ModelTally
+from sessions_app.counts import RateRow, model_key
+from sessions_app.importers.report import MAX_NAMED, ImportResult
 from sessions_app.importers.rows import RowConverter, RowError
 from sessions_app.importers.source import Source
 from sessions_app.importers.usage import UsageSync
@@ -142,13 +143,13 @@ class SessionPages:
                 parents[sid] = parent
             new.append(session)
             kept.append(sid)
-            tally = page.by_model.setdefault(model or NO_MODEL, ModelTally())
-            tally.sessions += 1
-            if sid in bounds:
-                self._start_messages_after(sid, bounds[sid][0] - 1, bounds[sid][2])
-            else:
-                tally.empty += 1
+            key = model_key(model)  # as the reports key it: "(none)" for no model
+            empty = sid not in bounds
+            page.by_model[key] = page.by_model.get(key, RateRow(key)) + RateRow(key, 1, int(empty))
+            if empty:
                 page.empty_sessions += 1
+            else:
+                self._start_messages_after(sid, bounds[sid][0] - 1, bounds[sid][2])
         self._resolve_parents(page, new, parents)
         page.sessions_imported += len(new)
         page.sessions_updated += len(changed)

@@ -19,8 +19,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
-from sessions_app.analytics import model_key
-from sessions_app.reporting import parse_date_bound
+from sessions_app.counts import model_key
+from sessions_app.scope import parse_date_bound
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
@@ -181,7 +181,7 @@ def describe_duration(delta: dt.timedelta) -> str:
 
 
 def parse_date(text: str | None, option: str) -> dt.date | dt.datetime | None:
-    """``reporting.parse_date_bound`` (the admin page's parser too), its error as a ``CommandError``."""
+    """``scope.parse_date_bound`` (the admin page's parser too), its error as a ``CommandError``."""
     if text is None:
         return None
     try:

@@ -19,6 +19,7 @@ from agents_app.models import AbandonedAgentTally
 from agents_app.services import record_abandoned_agent
 from sessions_app.analytics import abandoned_agent_counts, abandoned_agent_rates, empty_session_rates
 from sessions_app.retention import prune_abandoned_tally
+from sessions_app.rollup import build_rollup
 from sessions_app.services import append_messages
 
 GPT, OPUS = "openai/gpt-5", "anthropic/claude-opus-4.6"
@@ -65,6 +66,10 @@ def history(legacy_session):
             record_abandoned_agent(model, source, reason, day=dt.date.fromisoformat(day))
 
 
+# The tally's first day: periods that start before it were not measured (abandoned: None).
+TALLY_FIRST = min(a[2] for a in ABANDONED)
+
+
 def key_of(by: str, model: str, source: str, day: str) -> str:
     date = dt.date.fromisoformat(day)
     return {
@@ -88,7 +93,12 @@ def expected(by: str, keep=lambda model, source, day: True) -> dict:
             row = rows[key_of(by, model, source, day)]
             row["abandoned"] += agents
             row["reasons"][reason] += agents
-    return {key: {**row, "reasons": dict(row["reasons"])} for key, row in rows.items()}
+    result = {key: {**row, "reasons": dict(row["reasons"])} for key, row in rows.items()}
+    if by in ("day", "week", "month"):
+        for key, row in result.items():
+            if (key if len(key) == 10 else f"{key}-01") < TALLY_FIRST:  # before the tally: not tracked
+                row.update(abandoned=None, reasons={})
+    return result
 
 
 def as_table(report) -> dict:
@@ -98,22 +108,31 @@ def as_table(report) -> dict:
     }
 
 
+@pytest.mark.parametrize("built", [False, True], ids=["live", "rollup"])
 @pytest.mark.parametrize("by", ["model", "source", "day", "week", "month"])
-def test_every_grouping_matches_the_history(history, by, django_assert_num_queries):
-    with django_assert_num_queries(2):  # one aggregate over sessions, one over the tally
+def test_every_grouping_matches_the_history(history, by, built, django_assert_max_num_queries):
+    if built:
+        build_rollup()
+    # The rollup's state, marks and days, the live sessions, the tally, and the tally's first
+    # day: a fixed number whatever the history.
+    with django_assert_max_num_queries(6):
         report = abandoned_agent_rates(by)
     want = expected(by)
     assert as_table(report) == want
     assert [row.key for row in report.rows] == sorted(want)
     sessions = sum(r["sessions"] for r in want.values())
-    abandoned = sum(r["abandoned"] for r in want.values())
+    abandoned = sum(a[4] for a in ABANDONED)  # the total counts every agent of the tally
     empty = sum(r["empty"] for r in want.values())
     assert (report.total.sessions, report.total.empty, report.total.abandoned) == (sessions, empty, abandoned)
-    assert report.total.rate == pytest.approx(abandoned / (abandoned + sessions))
+    assert report.total.rate == pytest.approx(empty / sessions)  # rate is the empty rate, everywhere
+    assert report.total.abandoned_rate == pytest.approx(abandoned / (abandoned + sessions))
     assert report.total.silent_rate == pytest.approx((empty + abandoned) / (abandoned + sessions))
     for row in report.rows:
+        if want[row.key]["abandoned"] is None:
+            assert row.abandoned_rate is None and row.agents is None and row.silent_rate is None
+            continue
         agents = want[row.key]["sessions"] + want[row.key]["abandoned"]
-        assert row.rate == pytest.approx(want[row.key]["abandoned"] / agents)
+        assert row.abandoned_rate == pytest.approx(want[row.key]["abandoned"] / agents)
 
 
 def test_source_is_exact_and_case_sensitive_on_every_backend(history):
@@ -159,7 +178,7 @@ def test_bad_arguments_are_validation_errors(db):
 
 def test_empty_database_gives_zero_rates(db):
     report = abandoned_agent_rates()
-    assert report.rows == [] and report.total.rate == 0.0 and report.total.silent_rate == 0.0
+    assert report.rows == [] and report.total.abandoned_rate == 0.0 and report.total.silent_rate == 0.0
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -177,18 +196,19 @@ def test_command_json_has_the_numbers(history):
     assert {row["key"]: (row["sessions"], row["empty"], row["abandoned"], row["reasons"]) for row in data["rows"]} == {
         key: (r["sessions"], r["empty"], r["abandoned"], r["reasons"]) for key, r in want.items()
     }
-    march = want["2026-03"]
-    row = next(row for row in data["rows"] if row["key"] == "2026-03")
-    assert row["rate"] == march["abandoned"] / (march["abandoned"] + march["sessions"])
-    assert row["empty_rate"] == march["empty"] / march["sessions"]
+    # March began before the tally: not measured, null. April: measured.
+    march = next(row for row in data["rows"] if row["key"] == "2026-03")
+    assert (march["abandoned"], march["abandoned_rate"], march["agents"]) == (None, None, None)
+    assert march["rate"] == want["2026-03"]["empty"] / want["2026-03"]["sessions"]  # the empty rate
+    april, row = want["2026-04"], next(row for row in data["rows"] if row["key"] == "2026-04")
+    assert row["abandoned_rate"] == april["abandoned"] / (april["abandoned"] + april["sessions"])
     assert data["total"]["abandoned"] == sum(a[4] for a in ABANDONED)
 
 
 def test_command_table_and_csv(history):
     table = run("--include-abandoned", "--by", "model")
     lines = table.splitlines()
-    assert lines[0].split() == ["model", "sessions", "empty", "rate", "abandoned", "abandon%"]
-    assert all(len(line) <= 80 for line in lines)
+    assert lines[0].split() == ["model", "sessions", "empty", "rate", "abandoned", "abandoned", "rate"]
     want = expected("model")
     rates = {key: r["abandoned"] / (r["abandoned"] + r["sessions"]) for key, r in want.items()}
     body = [line.split()[0] for line in lines[2:-2]]
@@ -211,6 +231,12 @@ def test_command_table_and_csv(history):
     by_source = {row[0]: row for row in rows[1:]}
     assert by_source["CLI"][4] == "4" and by_source["CLI"][7] == "timeout=4"
     assert by_source["TOTAL"][4] == str(sum(a[4] for a in ABANDONED))
+    # By day, the days before the tally's first day were not tracked: empty cells, "not tracked".
+    rows = list(csv.reader(io.StringIO(run("--include-abandoned", "--format", "csv", "--by", "day"))))
+    first = next(row for row in rows[1:] if row[0] == "2026-03-02")
+    assert first[4:7] == ["", "", ""] and first[8:] == ["", ""]
+    table = run("--include-abandoned", "--by", "day")
+    assert "not tracked" in next(line for line in table.splitlines() if line.startswith("2026-03-02"))
 
 
 def test_command_fail_above_still_reads_the_empty_rate(history):
@@ -284,15 +310,18 @@ def test_prune_command_covers_the_tally(db, settings):
 def test_analytics_page_shows_the_abandoned_section_and_series(admin_client, history):
     response = admin_client.get(reverse("admin:sessions_app_session_empty_rates"), {"bucket": "day"})
     assert response.status_code == 200
-    want = expected("model")
+    # Beside the sessions started since the tally's first day (both sides of the rate cover the
+    # same days).
+    since_tally = expected("model", lambda model, source, day: day >= TALLY_FIRST)
     rows = {row["key"]: (row["agents"], row["abandoned"]) for row in response.context["abandoned_rows"]}
-    assert rows == {key: (r["sessions"] + r["abandoned"], r["abandoned"]) for key, r in want.items() if r["abandoned"]}
+    want = {key: (r["sessions"] + r["abandoned"], r["abandoned"]) for key, r in since_tally.items() if r["abandoned"]}
+    assert rows == want
     content = response.content.decode()
-    assert "Agents that ended without a message" in content
+    assert "Agents that ended without a message" in content and f"since the tally began on {TALLY_FIRST}" in content
     assert 'class="series abandoned"' in content  # the second series on the trend chart
     trend = {row["bucket"]: row["abandoned"] for row in response.context["trend_rows"]}
     per_day = expected("day")
-    assert trend == {day: r["abandoned"] for day, r in per_day.items()}
+    assert trend == {day: "not tracked" if r["abandoned"] is None else r["abandoned"] for day, r in per_day.items()}
     # An agent tallied on a day without any session still gets its trend row.
     assert trend["2026-04-02"] == 1
 

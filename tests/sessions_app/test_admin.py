@@ -21,7 +21,8 @@ from django.urls import reverse
 
 from agents_app.agent import Agent
 from agents_app.models import LanguageModel
-from sessions_app.admin import INLINE_MESSAGES, paginators
+from sessions_app.admin import INLINE_MESSAGES
+from sessions_app.admin import listing as paginators
 from sessions_app.analytics import empty_session_rates
 from sessions_app.models import Message, Session
 from sessions_app.pruning import EmptyDeletion, delete_empty_sessions
@@ -39,8 +40,11 @@ def day(d: int, hour: int = 10) -> dt.datetime:
 
 
 def command_part(document: dict) -> dict:
-    """The keys of ``manage.py empty_sessions --format json`` in the page's JSON (which adds more)."""
-    return {key: document[key] for key in ("by", "filters", "total", "rows")}
+    """The keys of ``manage.py empty_sessions --format json`` in the page's JSON (which adds more,
+    and gives each per-model row its ``before`` and ``since`` windows too)."""
+    part = {key: document[key] for key in ("by", "filters", "total", "rows")}
+    part["rows"] = [{k: v for k, v in row.items() if k not in ("before", "since")} for row in part["rows"]]
+    return part
 
 
 def speak(model, started_at, *, source="cli", messages=1, **kwargs) -> str:
@@ -542,7 +546,10 @@ def test_csv_download(admin_client, world):
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"].startswith("attachment;")
     rows = list(csv.reader(io.StringIO(response.content.decode())))
-    assert rows[0] == ["model", "sessions", "empty", "rate", "rate_low", "rate_high"]
+    # The command's columns, then the windows before and since the latest marker (empty: none).
+    assert rows[0][:6] == ["model", "sessions", "empty", "rate", "rate_low", "rate_high"]
+    assert rows[0][6:] == [f"{side}_{c}" for side in ("before", "since") for c in rows[0][1:6]]
+    assert all(cell == "" for row in rows[1:] for cell in row[6:])
     assert {row[0]: (row[1], row[2]) for row in rows[1:]} == {
         "(none)": ("1", "1"),
         "<script>alert(1)</script>": ("1", "1"),

@@ -11,10 +11,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from agents_app.models import AbandonedAgentTally
 from agents_app.services import record_abandoned_agent
-from sessions_app.admin.colours import model_colour_class
-from sessions_app.admin.trend import partial_bucket
-from sessions_app.analytics import default_bucket, rate_comparison
+from sessions_app.admin.charts import model_colour_class
+from sessions_app.analytics import default_bucket, partial_bucket, rate_comparison
 from sessions_app.models import TrendMarker
 from tests.sessions_app.test_admin import GPT, OPUS, RATES_URL, build_world, speak
 from tests.sessions_app.test_analytics import wilson
@@ -44,6 +44,8 @@ def recent(legacy_session):
     legacy_session(GPT, started_at=days_ago(40))
     for _ in range(2):
         record_abandoned_agent(OPUS, "cli", "timeout", day=NOW.date())
+    # The tally began 20 days ago (an agent then): both windows were measured.
+    record_abandoned_agent(GPT, "cli", "error", day=(NOW - dt.timedelta(days=20)).date())
 
 
 # --- now versus before ------------------------------------------------------------------------
@@ -56,7 +58,19 @@ def test_now_versus_the_week_before_without_a_marker(recent):
     assert (comparison.before.sessions, comparison.before.empty) == (4, 3)
     assert comparison.change == pytest.approx(1 / 5 - 3 / 4)
     assert comparison.abandoned_change == pytest.approx(2 / 7 - 0)
-    assert comparison.now.until == NOW and comparison.before.until == comparison.now.since == NOW - dt.timedelta(days=7)
+    assert comparison.ranges["now"][1] == NOW
+    assert comparison.ranges["before"][1] == comparison.ranges["now"][0] == NOW - dt.timedelta(days=7)
+
+
+def test_a_window_before_the_tally_existed_is_not_tracked(recent):
+    AbandonedAgentTally.objects.filter(day__lt=NOW.date() - dt.timedelta(days=1)).delete()  # the tally began today
+    comparison = rate_comparison(now=NOW)
+    assert comparison.before.abandoned is None and comparison.before.abandoned_rate is None
+    assert comparison.now.abandoned is None  # the last 7 days began before the tally, too
+    assert comparison.abandoned_change is None
+    data = comparison.as_dict()
+    assert data["before"]["abandoned_rate"] is None and data["abandoned_change"] is None
+    assert data["before"]["rate"] == 3 / 4  # the empty-session rate was measured all along
 
 
 def test_before_is_the_week_before_the_latest_marker(recent):
@@ -65,7 +79,7 @@ def test_before_is_the_week_before_the_latest_marker(recent):
     TrendMarker.objects.create(at=NOW + dt.timedelta(days=1), label="planned")  # not yet: ignored
     comparison = rate_comparison(now=NOW)
     assert comparison.marker.label == "lazy sessions on"
-    assert comparison.before.until == days_ago(9.5) and comparison.before.since == days_ago(16.5)
+    assert comparison.ranges["before"] == (days_ago(16.5), days_ago(9.5))
     assert (comparison.before.sessions, comparison.before.empty) == (2, 1)  # 10 (empty) and 11 days ago
     assert (comparison.now.sessions, comparison.now.empty) == (5, 1)
 
@@ -73,7 +87,7 @@ def test_before_is_the_week_before_the_latest_marker(recent):
 def test_a_marker_inside_the_last_week_starts_now(recent):
     TrendMarker.objects.create(at=days_ago(2.5), label="fix")
     comparison = rate_comparison(now=NOW)
-    assert comparison.now.since == days_ago(2.5)
+    assert comparison.ranges["now"][0] == days_ago(2.5)
     assert (comparison.now.sessions, comparison.now.empty) == (3, 1)  # 1 and 2 days ago (one empty)
     # The 7 days before the marker (2.5 to 9.5 days ago): 3 and 4 days ago, 8 and 9 (both empty).
     assert (comparison.before.sessions, comparison.before.empty) == (4, 2)
@@ -140,11 +154,10 @@ def test_partial_bucket_is_hollow_dashed_and_labelled(admin_client, legacy_sessi
 
 def test_partial_bucket_boundaries():
     now = dt.datetime(2026, 3, 4, 10, tzinfo=dt.UTC)  # a Wednesday
-    day, week = dt.timedelta(days=1), dt.timedelta(weeks=1)
-    assert partial_bucket("day", day, until=None, now=now) == "2026-03-04"
-    assert partial_bucket("week", week, until=None, now=now) == "2026-03-02"
-    assert partial_bucket("week", week, until=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), now=now) is None
-    assert partial_bucket("day", day, until=dt.datetime(2026, 3, 1, 6, tzinfo=dt.UTC), now=now) == "2026-03-01"
+    assert partial_bucket("day", until=None, now=now) == "2026-03-04"
+    assert partial_bucket("week", until=None, now=now) == "2026-03-02"
+    assert partial_bucket("week", until=dt.datetime(2026, 3, 2, tzinfo=dt.UTC), now=now) is None
+    assert partial_bucket("day", until=dt.datetime(2026, 3, 1, 6, tzinfo=dt.UTC), now=now) == "2026-03-01"
 
 
 def test_weekly_by_default_over_long_ranges(admin_client, legacy_session):
@@ -228,7 +241,12 @@ def test_csv_tables(admin_client, world, table):
         assert rows[1][:3] == ["2026-01-05", "4", "3"]
         assert "'=cmd|' /C calc'!A0 sessions" in rows[0]  # a formula-like model name, neutralised
     if table == "models":
-        assert rows[0] == ["model", "sessions", "empty", "rate", "rate_low", "rate_high"]
+        windows = [
+            f"{side}_{c}"
+            for side in ("before", "since")
+            for c in ("sessions", "empty", "rate", "rate_low", "rate_high")
+        ]
+        assert rows[0] == ["model", "sessions", "empty", "rate", "rate_low", "rate_high", *windows]
 
 
 @pytest.mark.parametrize("params", [{"format": "xml"}, {"format": "CSV"}, {"format": "csv", "table": "secrets"}])

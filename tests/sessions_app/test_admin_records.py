@@ -133,3 +133,16 @@ def test_changelist_puts_the_narrow_columns_first_and_cuts_long_text(admin_clien
     assert f'title="{long_title.strip()}"' in content or f'title="{long_title}"' in content
     assert long_title not in re.sub(r'title="[^"]*"', "", content)  # shown cut, full only on hover
     assert "2026-01-05 09:00" in content
+
+
+def test_an_empty_sessions_page_says_no_messages_and_names_its_cause(admin_client, legacy_session):
+    ended = legacy_session(session_id="ghostly", ended_at=dt.datetime(2026, 1, 1, 0, 5, tzinfo=dt.UTC))
+    response = admin_client.get(reverse("admin:sessions_app_session_change", args=[ended.pk]))
+    page = response.content.decode()
+    assert "No messages" in page and "this session is empty" in page
+    assert 'class="empty-cause">ghost</a>' in page
+    assert reverse("admin:sessions_app_session_changelist") + "?cause=ghost" in page
+    assert "messages (the first" not in page  # no empty message table
+    with_usage = legacy_session(session_id="lost", input_tokens=10)
+    page = admin_client.get(reverse("admin:sessions_app_session_change", args=[with_usage.pk])).content.decode()
+    assert 'class="empty-cause">lost_transcript</a>' in page and "?cause=lost_transcript" in page

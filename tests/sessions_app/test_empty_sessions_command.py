@@ -182,17 +182,32 @@ def display_width(text: str) -> int:
     return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
 
 
-def test_table_stays_aligned_at_80_columns_with_long_names(history, legacy_session):
+def test_table_prints_long_names_whole_and_stays_aligned(history, legacy_session):
+    """A name is never cut (it can be pasted back into --model): the key column is as wide as the
+    longest name, and every line still ends at the same column."""
     long_name = "vendor/" + "very-long-model-name-" * 6
     wide_name = "模型" * 30
     legacy_session(model=long_name)
     legacy_session(model=wide_name)
     out, _ = run()
     lines = out.splitlines()
-    assert {display_width(line) for line in lines} == {80}  # every line ends at the same column
-    assert any(line.startswith(long_name[:40]) and "…" in line for line in lines)
-    assert any(line.startswith("模型模型") for line in lines)
+    assert len({display_width(line) for line in lines}) == 1  # every line ends at the same column
+    assert any(line.startswith(long_name + "  ") for line in lines)
+    assert any(line.startswith(wide_name + "  ") for line in lines)
+    assert "…" not in out
     assert lines[-1].split()[:4] == ["TOTAL", "14", "8", "57.1%"]
+
+
+def test_partial_first_and_last_periods_are_marked(history):
+    """--since on a Tuesday: the first week is cut, and so is the last one by --until."""
+    out, _ = run("--by", "week", "--since", "2026-01-06", "--until", "2026-02-03T12:00:00Z")
+    lines = out.splitlines()
+    rows = [line for line in lines[2:] if line[:4].isdigit()]
+    assert rows[0].startswith("2026-01-05 (partial)") and rows[-1].startswith("2026-02-02 (partial)")
+    assert all("(partial)" not in line for line in rows[1:-1])
+    assert lines[-1].startswith("(partial):")
+    out, _ = run("--by", "week", "--since", "2026-01-05", "--until", "2026-02-02")  # whole weeks
+    assert "(partial)" not in out
 
 
 def test_no_sessions_is_said_clearly(db):

@@ -1,4 +1,4 @@
-"""The Wilson 95% interval and the small-sample threshold (``sessions_app.analytics.intervals``)."""
+"""The Wilson 95% interval and the small-sample threshold (``sessions_app.counts``)."""
 
 import pytest
 

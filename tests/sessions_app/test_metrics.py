@@ -1,9 +1,11 @@
 """GET /metrics: the numbers (parsed back with prometheus_client's own parser), the access matrix,
-the cap on model names, label escaping, and a fixed number of queries per scrape."""
+the caps on every label, label escaping, a fixed number of queries per scrape, and counters that
+never go down (across a prune, a first message, tally retention, a re-rank of the busiest models)."""
 
 import datetime as dt
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -11,13 +13,19 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.analytics import empty_session_rates
 from sessions_app.models import Message, Session
+from sessions_app.pruning import prune_empty_sessions
+from sessions_app.retention import prune_abandoned_tally
+from sessions_app.services import append_messages
+from tests.conftest import skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-scrape-token"
@@ -46,13 +54,17 @@ TALLIES = [
     (GPT, "cli", "error", [1]),
     (CLAUDE, "discord", "timeout", [4]),
 ]
-NAMES = {
-    "hermes_sessions_total",
-    "hermes_empty_sessions_total",
-    "hermes_messages_total",
-    "hermes_abandoned_agents_total",
+GAUGES = {
+    "hermes_sessions",
+    "hermes_empty_sessions",
+    "hermes_messages",
+    "hermes_recent_sessions",
+    "hermes_recent_empty_sessions",
     "hermes_newest_session_age_seconds",
 }
+COUNTERS = {"hermes_sessions_stored_total", "hermes_sessions_deleted_total", "hermes_abandoned_agents_total"}
+NAMES = GAUGES | COUNTERS
+PROFILE = "default"
 
 
 @pytest.fixture
@@ -82,7 +94,7 @@ def expected_session_series() -> dict[str, dict[tuple[str, str], int]]:
     """The three session counters per (model, source), from SESSIONS alone."""
     expected = {name: defaultdict(int) for name in ("sessions", "empty", "messages")}
     for name, source, rows, counter, _days in SESSIONS:
-        labels = (name or NONE, source)
+        labels = (name or NONE, source, PROFILE)
         expected["sessions"][labels] += 1
         expected["empty"][labels] += rows == 0
         expected["messages"][labels] += counter
@@ -96,7 +108,8 @@ def scrape(client, **extra) -> tuple[str, dict[str, dict[tuple, float]]]:
     series: dict[str, dict[tuple, float]] = defaultdict(dict)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = tuple(sample.labels[key] for key in ("model", "source", "end_reason") if key in sample.labels)
+            keys = ("model", "source", "profile", "end_reason")
+            labels = tuple(sample.labels[key] for key in keys if key in sample.labels)
             assert labels not in series[sample.name], f"duplicate series {sample.name}{sample.labels}"
             series[sample.name][labels] = sample.value
     return text, dict(series)
@@ -111,11 +124,14 @@ def test_every_number_matches_the_fixture(world, token, client):
     before = timezone.now()
     _, series = scrape(client, **AUTH)
     after = timezone.now()
-    assert set(series) == NAMES
+    assert set(series) == NAMES - {"hermes_sessions_deleted_total"} | {"hermes_sessions_deleted_total"}
     expected = expected_session_series()
-    assert series["hermes_sessions_total"] == expected["sessions"]
-    assert series["hermes_empty_sessions_total"] == expected["empty"]
-    assert series["hermes_messages_total"] == expected["messages"]
+    assert series["hermes_sessions"] == expected["sessions"]
+    assert series["hermes_empty_sessions"] == expected["empty"]
+    assert series["hermes_messages"] == expected["messages"]
+    assert series["hermes_sessions_stored_total"] == expected["sessions"]  # nothing deleted yet
+    assert set(series["hermes_sessions_deleted_total"].values()) == {0}
+    assert series["hermes_recent_sessions"] == {labels: 0 for labels in expected["sessions"]}  # all in March
     assert series["hermes_abandoned_agents_total"] == {
         (name, source, reason): sum(counts) for name, source, reason, counts in TALLIES
     }
@@ -132,9 +148,9 @@ def test_every_number_matches_the_fixture(world, token, client):
 def test_totals_match_the_report(world, token, client):
     _, series = scrape(client, **AUTH)
     per_model = defaultdict(lambda: [0, 0])
-    for (model, _source), value in series["hermes_sessions_total"].items():
+    for (model, _source, _profile), value in series["hermes_sessions"].items():
         per_model[model][0] += value
-    for (model, _source), value in series["hermes_empty_sessions_total"].items():
+    for (model, _source, _profile), value in series["hermes_empty_sessions"].items():
         per_model[model][1] += value
     report = empty_session_rates(by="model")
     from_report = defaultdict(lambda: [0, 0])
@@ -144,17 +160,19 @@ def test_totals_match_the_report(world, token, client):
         from_report[row.key or NONE][0] += row.sessions
         from_report[row.key or NONE][1] += row.empty
     assert dict(per_model) == dict(from_report)
-    assert sum(series["hermes_sessions_total"].values()) == report.total.sessions == len(SESSIONS)
-    assert sum(series["hermes_empty_sessions_total"].values()) == report.total.empty
+    assert sum(series["hermes_sessions"].values()) == report.total.sessions == len(SESSIONS)
+    assert sum(series["hermes_empty_sessions"].values()) == report.total.empty
 
 
 def test_exposed_names_and_types_are_the_contracts(world, token, client):
+    """Stored-row figures are gauges without ``_total``; only what never decreases is a counter."""
     text, _ = scrape(client, **AUTH)
-    for name in sorted(NAMES - {"hermes_newest_session_age_seconds"}):
-        assert f"# TYPE {name} counter\n" in text
-        assert f"# HELP {name} " in text
-        assert f"\n{name}{{" in text
-    assert "# TYPE hermes_newest_session_age_seconds gauge\n" in text
+    for name in sorted(GAUGES):
+        assert f"# TYPE {name} gauge\n" in text and f"# HELP {name} " in text and f"\n{name}{{" in text
+    for name in sorted(COUNTERS):
+        assert f"# TYPE {name} counter\n" in text and f"\n{name}{{" in text
+    assert "hermes_sessions_total" not in text and "hermes_empty_sessions_total" not in text
+    assert "hermes_messages_total" not in text
     assert "_total_total" not in text and "_created" not in text
 
 
@@ -164,17 +182,32 @@ def test_model_names_are_capped_and_the_rest_summed_as_other(world, token, clien
     # Agents seen = sessions + abandoned agents: GPT 4 + 6, CLAUDE 3 + 4, WEIRD 1 (the cap keeps GPT).
     kept = {GPT, NONE}
     expected = expected_session_series()
-    for name, metric in (("sessions", "hermes_sessions_total"), ("empty", "hermes_empty_sessions_total")):
+    for name, metric in (("sessions", "hermes_sessions"), ("empty", "hermes_empty_sessions")):
         capped = defaultdict(int)
-        for (model, source), value in expected[name].items():
-            capped[model if model in kept else OTHER, source] += value
+        for (model, source, profile), value in expected[name].items():
+            capped[model if model in kept else OTHER, source, profile] += value
         assert series[metric] == dict(capped)
-    assert {model for model, _ in series["hermes_sessions_total"]} == {GPT, NONE, OTHER}
+    assert {model for model, _, _ in series["hermes_sessions"]} == {GPT, NONE, OTHER}
     assert series["hermes_abandoned_agents_total"] == {
         (GPT, "cli", "timeout"): 5,
         (GPT, "cli", "error"): 1,
         (OTHER, "discord", "timeout"): 4,
     }
+
+
+def test_every_label_is_capped(world, token, client, settings):
+    settings.HERMES_METRICS_MAX_SOURCES = 2
+    settings.HERMES_METRICS_MAX_END_REASONS = 1
+    settings.HERMES_METRICS_MAX_PROFILES = 1
+    Session.objects.filter(pk="metrics_000").update(profile="work")
+    _, series = scrape(client, **AUTH)
+    sources = {source for _, source, _ in series["hermes_sessions"]}
+    sources |= {source for _, source, _ in series["hermes_abandoned_agents_total"]}
+    assert len(sources - {OTHER}) == 2 and OTHER in sources
+    assert {profile for _, _, profile in series["hermes_sessions"]} == {PROFILE, OTHER}
+    assert {reason for _, _, reason in series["hermes_abandoned_agents_total"]} == {"timeout", OTHER}
+    assert sum(series["hermes_sessions"].values()) == len(SESSIONS)  # capped, never dropped
+    assert len({source for (source,) in series["hermes_newest_session_age_seconds"]} - {OTHER}) <= 2
 
 
 def test_a_model_that_only_abandons_agents_keeps_its_name(world, token, client, settings):
@@ -183,29 +216,77 @@ def test_a_model_that_only_abandons_agents_keeps_its_name(world, token, client, 
     AbandonedAgentTally.objects.create(day=DAY.date(), model=failing, source="cli", end_reason="error", count=50)
     _, series = scrape(client, **AUTH)
     assert series["hermes_abandoned_agents_total"][("broken/model", "cli", "error")] == 50
-    assert {model for model, _ in series["hermes_sessions_total"]} == {GPT, NONE, OTHER}
+    assert {model for model, _, _ in series["hermes_sessions"]} == {GPT, NONE, OTHER}
+
+
+def counters(series) -> dict:
+    return {name: values for name, values in series.items() if name in COUNTERS}
+
+
+def assert_no_counter_went_down(before: dict, after: dict) -> None:
+    """Every counter series of ``before`` is still there in ``after``, at least as high."""
+    for name, values in counters(before).items():
+        for labels, value in values.items():
+            assert labels in after.get(name, {}), f"{name}{labels} vanished"
+            assert after[name][labels] >= value, f"{name}{labels} went down: {value} -> {after[name][labels]}"
+
+
+def test_counters_never_go_down_across_prune_first_message_retention_and_re_rank(world, token, client, settings):
+    settings.HERMES_METRICS_MAX_MODELS = 1
+    _, first = scrape(client, **AUTH)
+    # A prune deletes the old empty sessions (all ended: they are a minute long here).
+    Session.objects.filter(has_messages=False).update(ended_at=DAY)
+    pruned = prune_empty_sessions(older_than=dt.timedelta(days=1))
+    assert pruned.total_deleted
+    _, second = scrape(client, **AUTH)
+    assert_no_counter_went_down(first, second)
+    assert sum(second["hermes_sessions_deleted_total"].values()) == pruned.total_deleted
+    assert sum(second["hermes_sessions_stored_total"].values()) == len(SESSIONS)  # stored + deleted
+    assert sum(second["hermes_sessions"].values()) == len(SESSIONS) - pruned.total_deleted  # a gauge
+    # A first message into an empty session (gauges move; counters do not fall).
+    legacy = Session.objects.create(id="late_speaker", model=None, source="cli", started_at=DAY)
+    _, third = scrape(client, **AUTH)
+    append_messages(legacy.id, [{"role": "user", "content": "hi"}], model="x/late", source="cli")
+    _, fourth = scrape(client, **AUTH)
+    assert_no_counter_went_down(third, fourth)
+    # Tally retention drops every tally day: the retired ledger keeps the counter up.
+    result = prune_abandoned_tally(keep_days=1, today=DAY.date() + dt.timedelta(days=400))
+    assert result.rows and not AbandonedAgentTally.objects.exists()
+    _, fifth = scrape(client, **AUTH)
+    assert_no_counter_went_down(fourth, fifth)
+    # A re-rank: CLAUDE becomes the busiest model; the cap keeps GPT's name (the first one seen).
+    model = LanguageModel.objects.get(name=CLAUDE)
+    Session.objects.bulk_create(Session(id=f"busy_{n}", model=model, source="cli", started_at=DAY) for n in range(30))
+    _, sixth = scrape(client, **AUTH)
+    assert_no_counter_went_down(fifth, sixth)
+    assert {model for model, _, _ in sixth["hermes_sessions_stored_total"]} == {GPT, NONE, OTHER}
 
 
 def test_label_values_are_escaped(world, token, client):
     text, series = scrape(client, **AUTH)
-    assert 'model="we\\"ird\\\\mo\\ndel",source="telegram"' in text
-    assert series["hermes_sessions_total"][(WEIRD, "telegram")] == 1
+    assert 'model="we\\"ird\\\\mo\\ndel",profile="default",source="telegram"' in text
+    assert series["hermes_sessions"][(WEIRD, "telegram", PROFILE)] == 1
 
 
-def test_one_scrape_is_two_queries_whatever_the_size(world, token, client, django_assert_num_queries, legacy_session):
-    with django_assert_num_queries(2):
+def test_a_scrape_is_a_few_queries_whatever_the_size(world, token, client, legacy_session):
+    """The rollup's state, marks and days, the live days, the two ledgers, the tally and the labels
+    (plus their registration when a new value appears): the same number at any size."""
+    client.get("/metrics", **AUTH)  # registers this world's labels
+    with CaptureQueriesContext(connection) as few:
         client.get("/metrics", **AUTH)
     for number in range(30):
         legacy_session(model=f"vendor/model-{number}", source=f"source-{number % 7}")
-    with django_assert_num_queries(2):
+    client.get("/metrics", **AUTH)  # registers the new ones
+    with CaptureQueriesContext(connection) as many:
         response = client.get("/metrics", **AUTH)
     assert response.status_code == 200
+    assert len(many) == len(few) <= 12
 
 
 def test_an_empty_database_exposes_help_and_no_samples(db, token, client):
     text, series = scrape(client, **AUTH)
     assert series == {}
-    assert "# TYPE hermes_sessions_total counter" in text
+    assert "# TYPE hermes_sessions gauge" in text and "# TYPE hermes_sessions_stored_total counter" in text
 
 
 def test_response_headers(world, token, client):
@@ -322,4 +403,31 @@ def test_the_example_alert_rule_file_is_well_formed():
         duration = re.search(r"^\s+for: (\S+)$", text, re.M).group(1)
     assert alert == "HermesEmptySessionRateHigh"
     assert duration == "1h"
-    assert "hermes_empty_sessions_total" in expr and "hermes_sessions_total" in expr and "0.25" in expr
+    # A recent window (the last 24 hours' gauges), not all-time stored ratios.
+    assert "hermes_recent_empty_sessions" in expr and "hermes_recent_sessions" in expr and "0.25" in expr
+    assert "_total" not in expr
+
+
+def test_promtool_accepts_the_rule_file():
+    """The real check, where promtool is installed (Debian's prometheus package ships it)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        skip_or_fail("promtool is not installed (apt-get install prometheus)")
+    result = subprocess.run(
+        [promtool, "check", "rules", str(ROOT / "docs" / "prometheus" / "hermes_rules.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_outside_any_transaction_reads_one_snapshot(settings, client, legacy_session):
+    """Outside a test's transaction the scrape opens its own, at REPEATABLE READ on PostgreSQL and
+    MariaDB (the statement that sets it must come first there, or the server refuses it)."""
+    settings.HERMES_METRICS_TOKEN = TOKEN
+    legacy_session(GPT, source="cli")
+    _, series = scrape(client, **AUTH)
+    assert series["hermes_sessions"] == {(GPT, "cli", PROFILE): 1}
+    assert series["hermes_sessions_stored_total"] == {(GPT, "cli", PROFILE): 1}

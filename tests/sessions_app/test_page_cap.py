@@ -11,8 +11,7 @@ import pytest
 from django.urls import reverse
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
-from sessions_app.admin import forms as page_forms
-from sessions_app.admin import page
+from sessions_app.admin import rates_page as page
 from sessions_app.models import Message, Session
 
 URL = reverse("admin:sessions_app_session_empty_rates")
@@ -67,7 +66,7 @@ def test_few_models_have_no_rest_row(admin_client, world, monkeypatch):
 
 
 def test_many_sources_become_a_text_box_for_the_exact_name(admin_client, world, monkeypatch):
-    monkeypatch.setattr(page_forms, "MAX_LISTED_CHOICES", MODELS - 1)  # 7 sources: too many to list
+    monkeypatch.setattr(page, "MAX_LISTED_CHOICES", MODELS - 1)  # 7 sources: too many to list
     response = admin_client.get(URL, {"source": "src3", "format": "json"})
     assert json.loads(response.content)["total"]["sessions"] == 4
     html = admin_client.get(URL).content.decode()

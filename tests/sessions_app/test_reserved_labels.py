@@ -124,7 +124,7 @@ def test_metrics_keep_a_model_named_other_apart_from_the_capped_rest(world, clie
     # Agents per model (sessions + abandoned): "other" 7, "(none)" 5, gpt-5 5, the rest fewer.
     settings.HERMES_METRICS_MAX_MODELS = 3
     _, series = scrape(client, HTTP_AUTHORIZATION="Bearer t")
-    sessions = {model: value for (model, _source), value in series["hermes_sessions_total"].items()}
+    sessions = {model: value for (model, _source, _profile), value in series["hermes_sessions"].items()}
     assert sessions == {'"other"': 4, '"(none)"': 2, "openai/gpt-5": 5, NO_MODEL_KEY: 4, "other": 1 + 2 + 1}
     abandoned = {model: value for (model, _s, _r), value in series["hermes_abandoned_agents_total"].items()}
     assert abandoned == {'"other"': 3, '"(none)"': 3}

@@ -161,10 +161,10 @@ def test_trend_weeks_sum_the_days(landscape):
 
 def test_reads_are_a_constant_number_of_queries(landscape, django_assert_max_num_queries):
     build_rollup(now=NOW)
-    with django_assert_max_num_queries(4):  # state, rollup days, live head and tail
+    with django_assert_max_num_queries(4):  # state, marks, rollup days, live head and tail together
         daily_counts(since=utc(2026, 1, 3, 12))
     status = rollup_status()
-    with django_assert_max_num_queries(2):  # the caller's status: the rollup's days and the live ones
+    with django_assert_max_num_queries(3):  # the caller's status: marks, the rollup's days and the live ones
         empty_rate_trend("day", rollup=status)
 
 

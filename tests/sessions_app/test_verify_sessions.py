@@ -88,7 +88,7 @@ def test_clean_database(db, legacy_session):
     append_messages("saved", [{"role": "assistant", "tool_calls": tool_calls}], model="m", source="cli")
     out, code = run()
     assert code == 0
-    assert "2 sessions checked: clean." in out
+    assert "2 sessions and 0 rollup days checked: clean." in out
 
 
 def test_finds_each_kind_read_only_across_batches(drifted):

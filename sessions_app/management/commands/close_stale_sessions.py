@@ -2,7 +2,7 @@
 
 import json
 
-from sessions_app.analytics import model_key
+from sessions_app.counts import model_key
 from sessions_app.management.base import HermesCommand, describe_duration, parse_duration
 from sessions_app.stale import DEFAULT_BATCH_SIZE, StaleResult, close_stale_sessions
 

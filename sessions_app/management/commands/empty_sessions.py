@@ -3,9 +3,16 @@
 import io
 
 from django.core.management.base import CommandError
+from django.utils import timezone
 
 from sessions_app import reporting
-from sessions_app.analytics import GROUPINGS, abandoned_agent_rates, empty_cause_breakdown, empty_session_rates
+from sessions_app.analytics import (
+    GROUPINGS,
+    abandoned_agent_rates,
+    empty_cause_breakdown,
+    empty_session_rates,
+    partial_periods,
+)
 from sessions_app.management.base import HermesCommand, parse_date, parse_rate
 
 # Exit status of --fail-above when a row is over the limit (1 is taken by bad input).
@@ -68,8 +75,9 @@ class Command(HermesCommand):
             action="store_true",
             help="Add agents that ended without saving a message (the abandoned-agent tally, which replaces "
             "empty sessions since lazy session creation) and their rate, abandoned / (abandoned + sessions). "
-            "The table then sorts by that rate; JSON and CSV rows gain empty_rate, abandoned, silent_rate and "
-            "the end reasons.",
+            "The table then sorts by that rate; JSON rows gain abandoned, agents, abandoned_rate (with its "
+            "interval), silent_rate and the end reasons; a period before the tally's first day is not tracked "
+            "(null in JSON, empty in CSV).",
         )
         parser.add_argument(
             "--fail-above",
@@ -105,12 +113,14 @@ class Command(HermesCommand):
 
         abandoned = options["include_abandoned"]
         table_sort = sort or ("key" if options["by"] in PERIODS else "rate")
+        scope = (report.report if breakdown else report).scope
+        partial = partial_periods(options["by"], scope, timezone.now())
         if breakdown:
-            self.write_breakdown(report, output_format, sort, table_sort)
+            self.write_breakdown(report, output_format, sort, table_sort, partial)
             report = report.report
         elif output_format == "table":
             table = reporting.format_abandoned_table if abandoned else reporting.format_table
-            self.stdout.write(table(report, sort=table_sort))
+            self.stdout.write(table(report, sort=table_sort, partial=partial))
         else:
             if sort is not None:
                 report = reporting.sorted_report(report, sort)
@@ -123,9 +133,9 @@ class Command(HermesCommand):
 
         self.summarise(report, options, limit)
 
-    def write_breakdown(self, breakdown, output_format: str, sort: str | None, table_sort: str) -> None:
+    def write_breakdown(self, breakdown, output_format: str, sort: str | None, table_sort: str, partial) -> None:
         if output_format == "table":
-            self.stdout.write(reporting.format_breakdown_table(breakdown, sort=table_sort))
+            self.stdout.write(reporting.format_breakdown_table(breakdown, sort=table_sort, partial=partial))
             return
         if sort is not None:
             breakdown = reporting.sorted_breakdown(breakdown, sort)
@@ -138,25 +148,22 @@ class Command(HermesCommand):
 
     def summarise(self, report, options, limit) -> None:
         abandoned = options["include_abandoned"]
-
-        def empty_rate(row) -> float:
-            return row.empty_rate if abandoned else row.rate
-
         if options["verbosity"] >= 2:
             self.stderr.write(
-                f"{len(report)} {report.by} group(s), {report.total.sessions} session(s), "
-                f"{report.total.empty} empty ({reporting.format_percent(empty_rate(report.total))})."
+                f"{len(report)} {report.by} group(s), {report.total.sessions:,} session(s), "
+                f"{report.total.empty:,} empty ({reporting.format_percent(report.total.rate)})."
             )
             if abandoned:
                 self.stderr.write(
-                    f"{report.total.abandoned} agent(s) ended without a message "
-                    f"({reporting.format_percent(report.total.rate)} of {report.total.agents})."
+                    f"{reporting.format_count(report.total.abandoned)} agent(s) ended without a message "
+                    f"({reporting.format_percent(report.total.abandoned_rate)} of "
+                    f"{reporting.format_count(report.total.agents)})."
                 )
 
         if limit is not None:
-            above = [row for row in report.rows if empty_rate(row) > limit]
+            above = [row for row in report.rows if row.rate > limit]
             if above:
-                listed = ", ".join(f"{row.key} ({reporting.format_percent(empty_rate(row))})" for row in above[:10])
+                listed = ", ".join(f"{row.key} ({reporting.format_percent(row.rate)})" for row in above[:10])
                 more = f" and {len(above) - 10} more" if len(above) > 10 else ""
                 raise CommandError(
                     f"{len(above)} {report.by} row(s) above the empty-session rate limit "

@@ -14,8 +14,8 @@ EXIT_DRIFT = 3
 class Command(HermesCommand):
     help = (
         "Compare every session's has_messages flag, message_count and tool_call_count with its message rows, "
-        f"in batches. Read-only unless --repair. Exit status {EXIT_DRIFT} when any drift is found (also when "
-        "it was repaired), 0 when clean."
+        "in batches, and the daily rollup's days with their sessions. Read-only unless --repair. "
+        f"Exit status {EXIT_DRIFT} when any drift is found (also when it was repaired), 0 when clean."
     )
 
     def add_arguments(self, parser):
@@ -50,6 +50,10 @@ class Command(HermesCommand):
                 "drift": {
                     kind: {"sessions": drift.counts[kind], "examples": drift.examples[kind]} for kind in DRIFT_KINDS
                 },
+                "rollup": {
+                    "days_checked": drift.rollup_days_checked,
+                    "days_off": [day.isoformat() for day in drift.rollup_days_off],
+                },
             }
         )
 
@@ -60,5 +64,12 @@ class Command(HermesCommand):
             if drift.examples[kind] and verbosity >= 1:
                 line += "  e.g. " + ", ".join(drift.examples[kind])
             self.stdout.write(line, self.style.ERROR if drift.counts[kind] else None)
+        off = drift.rollup_days_off
+        line = f"{'rollup_days_off':<{width}}  {len(off)}"
+        if off and verbosity >= 1:
+            line += "  e.g. " + ", ".join(day.isoformat() for day in off[:5])
+        self.stdout.write(line, self.style.ERROR if off else None)
         status = "repaired" if drift.repaired and drift.total else ("drift found" if drift.total else "clean")
-        self.stdout.write(f"{drift.sessions_checked} sessions checked: {status}.")
+        self.stdout.write(
+            f"{drift.sessions_checked} sessions and {drift.rollup_days_checked} rollup days checked: {status}."
+        )

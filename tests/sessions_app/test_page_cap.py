@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from agents_app.models import AbandonedAgentTally, LanguageModel
 from sessions_app.admin import rates_page as page
-from sessions_app.models import Message, Session
+from sessions_app.models import Message, Session, TrendMarker
 
 URL = reverse("admin:sessions_app_session_empty_rates")
 DAY = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)
@@ -79,3 +79,21 @@ def test_many_sources_become_a_text_box_for_the_exact_name(admin_client, world, 
 def test_few_sources_are_a_list(admin_client, world):
     html = admin_client.get(URL).content.decode()
     assert '<select name="source"' in html and '<option value="src3">' in html
+
+
+def test_with_a_marker_the_rest_row_has_its_before_and_since(admin_client, world):
+    TrendMarker.objects.create(at=DAY + dt.timedelta(hours=12), label="cut")  # every session before it
+    response = admin_client.get(URL, {"since": "2026-03-01", "until": "2026-03-03"})
+    rest = response.context["rows_rest"]
+    assert (rest["before"]["sessions"], rest["before"]["empty"], rest["before"]["rate"]) == (10, 6, "60.0%")
+    assert rest["since"]["sessions"] == 0
+    row = response.content.decode().split('class="rest-row"')[1].split("</tr>")[0]
+    assert row.count("window-col") == 2 and "60.0%" in row
+
+
+def test_many_models_become_a_text_box_too(admin_client, world, monkeypatch):
+    monkeypatch.setattr(page, "MAX_LISTED_CHOICES", MODELS - 1)
+    html = admin_client.get(URL).content.decode()
+    assert '<input type="text" name="model"' in html and "7 models, too many to list" in html
+    response = admin_client.get(URL, {"model": "m3", "format": "json"})
+    assert json.loads(response.content)["total"]["sessions"] == 4

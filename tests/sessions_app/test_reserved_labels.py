@@ -137,3 +137,14 @@ def test_the_commands_tables_name_each_model_apart(world):
     call_command("prune_empty_sessions", "--dry-run", stdout=out)
     lines = out.getvalue()
     assert '"(none)"' in lines and f"  {NO_MODEL_KEY} " in lines
+
+
+def test_the_page_model_filter_offers_each_model_by_its_name(admin_client, world):
+    url = reverse("admin:sessions_app_session_empty_rates")
+    html = admin_client.get(url).content.decode()
+    select = html.split('<select name="model"')[1].split("</select>")[0]
+    assert '<option value="other">other</option>' in select and "&quot;other&quot;" not in select
+    assert '<option value="&quot;quoted&quot;">' in select  # a name that starts with a quote, as it is
+    assert '<option value="(none)">(none)</option>' in select  # the model named "(none)", not "no model"
+    document = json.loads(admin_client.get(url, {"model": "other", "format": "json"}).content)
+    assert document["total"]["sessions"] == 4 and [row["key"] for row in document["rows"]] == ['"other"']

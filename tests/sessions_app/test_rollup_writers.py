@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from agents_app.models import LanguageModel
 from sessions_app.analytics import Scope, empty_session_rates, read_days
+from sessions_app.importers import import_hermes_db
+from sessions_app.importers import run as import_run
 from sessions_app.integrity import verify_sessions
 from sessions_app.models import Message, RollupMark, Session, SessionDay, SessionRollupState
 from sessions_app.pruning import delete_empty_sessions, prune_empty_sessions
@@ -29,6 +31,7 @@ from sessions_app.querysets import USAGE_COUNTERS, stale_before
 from sessions_app.rollup import build_rollup, fold_marks
 from sessions_app.services import add_usage, append_messages, compress_session, end_session
 from sessions_app.stale import close_stale_sessions
+from tests.hermes_fixtures import StateDB
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ["openai/gpt-5", "anthropic/claude-opus-4.6", None]
@@ -226,6 +229,40 @@ WRITERS = {
 @pytest.mark.parametrize("writer", WRITERS, ids=list(WRITERS))
 def test_every_writer_keeps_the_numbers_the_rows_numbers(history, writer):
     WRITERS[writer]()
+    assert_reads_are_the_rows()
+    assert_rollup_is_the_rows()
+
+
+def test_an_import_and_what_hermes_changes_in_place_keep_them_too(history, tmp_path, monkeypatch):
+    """Each import page marks the past days it changes, in its own transaction: the sessions it
+    creates or refreshes, the messages it adds, and (the flag pass) the messages hermes undid,
+    compacted or deleted, which move the counters (active messages) and may leave a session empty.
+    The run's closing fold is switched off, so only the pages' marks can make the reads right."""
+    monkeypatch.setattr(import_run, "fold_marks", lambda **kwargs: 0)
+    path, started = tmp_path / "state.db", days_ago(4).timestamp()
+    with StateDB(path, "v30") as src:
+        src.session("imp_a", model="openai/gpt-5", started_at=started)
+        src.session("imp_b", model="openai/gpt-5", started_at=started - 86400)  # empty and open, a day earlier
+        for i in range(4):
+            src.message("imp_a", "user", f"m{i}", timestamp=started + 1 + i)
+        src.message("imp_a", "assistant", "undone", timestamp=started + 9, active=0)
+    import_hermes_db(path)
+    assert Session.objects.get(pk="imp_a").message_count == 4
+    assert_reads_are_the_rows()
+    assert_rollup_is_the_rows()
+    with StateDB.reopen(path) as src:
+        src.update("messages", "session_id = 'imp_a' AND content IN ('m2', 'm3')", active=0)  # a rewind
+    result = import_hermes_db(path)
+    assert result.messages_flags_changed == 2
+    assert Session.objects.get(pk="imp_a").message_count == 2
+    assert_reads_are_the_rows()
+    assert_rollup_is_the_rows()
+    with StateDB.reopen(path) as src:
+        src.conn.execute("DELETE FROM messages WHERE session_id = 'imp_a'")  # hermes deleted them all
+        src.update("sessions", "id = 'imp_b'", ended_at=started, end_reason="timeout")  # never_ended -> ghost
+    result = import_hermes_db(path)
+    assert result.messages_removed == 5 and result.sessions_updated >= 1
+    assert not Session.objects.get(pk="imp_a").has_messages
     assert_reads_are_the_rows()
     assert_rollup_is_the_rows()
 

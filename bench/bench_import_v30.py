@@ -155,7 +155,7 @@ def main() -> int:
 
     from agents_app.models import LanguageModel
     from sessions_app.importers import import_hermes_db
-    from sessions_app.models import Message, ModelUsage, Session, SessionDay, SessionRollupState
+    from sessions_app.models import Message, ModelUsage, RollupMark, Session, SessionDay, SessionRollupState
 
     def empty() -> None:
         Message.objects.all().delete()
@@ -163,6 +163,7 @@ def main() -> int:
         Session.objects.update(parent_session=None)
         Session.objects.all().delete()
         SessionDay.objects.all().delete()
+        RollupMark.objects.all().delete()
         SessionRollupState.objects.all().delete()
         LanguageModel.objects.all().delete()
 

@@ -27,7 +27,7 @@ from django.core.signals import setting_changed
 # A message may take at most 12 MiB as sent (sessions_app.validation.MAX_MESSAGE_BYTES), so a
 # larger content limit could never be reached.
 MAX_CONTENT_CHARS_LIMIT = 12 * 1024 * 1024
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _PART = re.compile(r"(\d+)([smhdw])")
 _LONGEST_DURATION = dt.timedelta(days=3650)
@@ -40,7 +40,7 @@ def duration_from_text(text: str) -> dt.timedelta:
     if value.isdigit():
         seconds = int(value)
     elif _DURATION.fullmatch(value):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+        seconds = sum(int(n) * DURATION_UNITS[unit] for n, unit in _PART.findall(value))
     else:
         raise ValueError(f"{text!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds")
     try:

@@ -19,12 +19,10 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from agents_app.conf import DURATION_UNITS, duration_from_text
 from sessions_app.counts import model_key
 from sessions_app.scope import parse_date_bound
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(?:(\d+)([smhdw]))+")
-_PART = re.compile(r"(\d+)([smhdw])")
 _RATE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(%?)\s*")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
@@ -157,26 +155,20 @@ def _option(name: str) -> str:
 
 
 def parse_duration(text: str, option: str) -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``, ``2w``, combinations such as ``1d12h``, or plain seconds."""
-    value = text.strip().lower()
-    if value.isdigit():
-        seconds = int(value)
-    elif _DURATION.fullmatch(value):
-        seconds = sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
-    else:
-        raise CommandError(f"{option}: {text!r} is not a duration; use e.g. 30m, 24h, 7d, 2w or seconds.")
+    """``30m``, ``24h``, ``7d``, ``2w``, combinations such as ``1d12h``, or plain seconds (the rule of
+    the ``HERMES_*`` duration settings, ``agents_app.conf.duration_from_text``)."""
     try:
-        return dt.timedelta(seconds=seconds)
-    except OverflowError:
-        raise CommandError(f"{option}: {text!r} is longer than any date range there is.") from None
+        return duration_from_text(text)
+    except ValueError as exc:
+        raise CommandError(f"{option}: {exc}.") from None
 
 
 def describe_duration(delta: dt.timedelta) -> str:
     """The shortest of ``2w``, ``7d``, ``24h``, ``30m`` or ``90s`` that says ``delta`` exactly."""
     seconds = int(delta.total_seconds())
     for unit in ("w", "d", "h", "m"):
-        if seconds % _UNITS[unit] == 0:
-            return f"{seconds // _UNITS[unit]}{unit}"
+        if seconds % DURATION_UNITS[unit] == 0:
+            return f"{seconds // DURATION_UNITS[unit]}{unit}"
     return f"{seconds}s"
 
 

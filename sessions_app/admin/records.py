@@ -48,6 +48,32 @@ INLINE_MESSAGES = 50
 NOTE_CHARS = 80
 
 
+# --- deletes that keep the rollup's bookkeeping -----------------------------------------
+
+
+class RollupDeletesMixin:
+    """Deletes from the admin, one object or a selection, keep the rollup's bookkeeping: what
+    ``record_deletion`` writes about the rows commits with the DELETE or not at all, and the marks
+    are folded afterwards, as every other writer of ours does."""
+
+    def record_deletion(self, queryset):
+        raise NotImplementedError("the admin says what deleting these rows changes in the rollup")
+
+    def delete_model(self, request, obj):
+        using = obj._state.db
+        with transaction.atomic(using=using):
+            self.record_deletion(type(obj)._default_manager.using(using).filter(pk=obj.pk))
+            super().delete_model(request, obj)
+        fold_marks(using=using)
+
+    def delete_queryset(self, request, queryset):
+        using = queryset.db
+        with transaction.atomic(using=using):
+            self.record_deletion(queryset)
+            super().delete_queryset(request, queryset)
+        fold_marks(using=using)
+
+
 # --- the session page's inlines: its messages and its usage per model ----------------------
 
 
@@ -163,7 +189,7 @@ def usd(amount) -> str:
 
 
 @admin.register(Session)
-class SessionAdmin(HardenedAdminMixin, admin.ModelAdmin):
+class SessionAdmin(RollupDeletesMixin, HardenedAdminMixin, admin.ModelAdmin):
     # The narrow columns that answer "did it speak?" first, the wide ones (model, title) last:
     # the list fits 1366 px with the admin's sidebar open.
     # The title rides under the id (cut, the full text on hover) rather than in a column of its own.
@@ -418,20 +444,8 @@ class SessionAdmin(HardenedAdminMixin, admin.ModelAdmin):
             inlines = [inline for inline in inlines if not isinstance(inline, ModelUsageInline)]
         return inlines
 
-    def delete_model(self, request, obj):
-        """Delete one session (with its messages), the ledger and the rollup's marks kept in the same transaction."""
-        using = obj._state.db
-        with transaction.atomic(using=using):
-            forget_sessions(Session.objects.using(using).filter(pk=obj.pk))
-            super().delete_model(request, obj)
-        fold_marks(using=using)
-
-    def delete_queryset(self, request, queryset):
-        using = queryset.db
-        with transaction.atomic(using=using):
-            forget_sessions(queryset)
-            super().delete_queryset(request, queryset)
-        fold_marks(using=using)
+    def record_deletion(self, queryset):
+        forget_sessions(queryset)  # the ledger and the rollup's marks of the sessions (with their messages)
 
     @admin.action(description="Delete selected empty sessions", permissions=["delete"])
     def delete_selected_empty_sessions(self, request, queryset):
@@ -453,7 +467,7 @@ class SessionAdmin(HardenedAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Message)
-class MessageAdmin(HardenedAdminMixin, admin.ModelAdmin):
+class MessageAdmin(RollupDeletesMixin, HardenedAdminMixin, admin.ModelAdmin):
     # Compact enough for a 1366 px screen with the sidebar and the filter open: the time rides
     # under the id, the tool's name under the role, and the content wraps.
     list_display = ["message", "session_link", "role_and_tool", "content_preview", "tokens"]
@@ -486,20 +500,8 @@ class MessageAdmin(HardenedAdminMixin, admin.ModelAdmin):
     def _one_session(request) -> bool:
         return "session__exact" in request.GET
 
-    def delete_model(self, request, obj):
-        """Delete one message; a session it leaves empty changes its day: marked in the same transaction."""
-        using = obj._state.db
-        with transaction.atomic(using=using):
-            mark_sessions_of(Message.objects.using(using).filter(pk=obj.pk))
-            super().delete_model(request, obj)
-        fold_marks(using=using)
-
-    def delete_queryset(self, request, queryset):
-        using = queryset.db
-        with transaction.atomic(using=using):
-            mark_sessions_of(queryset)
-            super().delete_queryset(request, queryset)
-        fold_marks(using=using)
+    def record_deletion(self, queryset):
+        mark_sessions_of(queryset)  # a session the deletion leaves empty changes its day
 
     @admin.display(description="message · time (UTC)", ordering="id")
     def message(self, message):

@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.core import checks
 
+from agents_app.conf import check_hermes_settings
+
 
 class AgentsAppConfig(AppConfig):
     # The migrations' primary keys, whatever DEFAULT_AUTO_FIELD the project installing the app has.
@@ -9,6 +11,4 @@ class AgentsAppConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self):
-        from agents_app.conf import check_hermes_settings
-
         checks.register(check_hermes_settings, "hermes")

@@ -1,6 +1,8 @@
 from django.apps import AppConfig
 from django.core import checks
 
+from sessions_app.admin_site import check_admin_site
+
 
 class SessionsAppConfig(AppConfig):
     # The migrations' primary keys, whatever DEFAULT_AUTO_FIELD the project installing the app has.
@@ -10,6 +12,4 @@ class SessionsAppConfig(AppConfig):
     verbose_name = "Agent sessions"
 
     def ready(self):
-        from sessions_app.admin_site import check_admin_site
-
         checks.register(check_admin_site, checks.Tags.admin)

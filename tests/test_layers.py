@@ -138,7 +138,7 @@ def test_imports_flow_down_only(module):
     problems = []
     for name, line, inside in _imports(MODULES[module], module):
         where = f"{module}:{line} imports {name}"
-        if inside and not module.endswith(".apps"):
+        if inside:
             problems.append(f"{where} inside a function")
         if _in(module, BOTTOM) and not _in(name, BOTTOM):
             problems.append(f"{where}: the bottom layer imports only the bottom layer")

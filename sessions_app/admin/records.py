@@ -48,7 +48,7 @@ INLINE_MESSAGES = 50
 NOTE_CHARS = 80
 
 
-# --- deletes that keep the rollup's bookkeeping ------------------------------------------------
+# --- deletes that keep the rollup's bookkeeping --------------------------------------------
 
 
 class RollupDeletesMixin:
